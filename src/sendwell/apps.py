@@ -9,4 +9,4 @@ class SendwellConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from sendwell import checks  # noqa: F401  (registers the checks)
+        from sendwell import checks  # noqa: F401, PLC0415  (registers the checks)

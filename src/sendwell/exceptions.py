@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import enum
 import smtplib
+from collections.abc import Sequence
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -67,7 +69,13 @@ class ConfigurationError(SendwellError, ImproperlyConfigured, ValueError):
 
 
 class DeliveryError(SendwellError, smtplib.SMTPException):
-    """A message could not be handed to the transport."""
+    """A message could not be handed to the transport.
+
+    ``accepted`` lists the parts that had already gone out before the error (for SES, one entry
+    per accepted API call with its message id and recipients), so nobody is sent to twice.
+    """
+
+    accepted: Sequence[Any] = ()
 
 
 class TransientDeliveryError(DeliveryError):
@@ -151,7 +159,9 @@ class ConfigurationSetDoesNotExistError(PermanentDeliveryError):
 class InvalidAddressError(PermanentDeliveryError, ValueError):
     """An address cannot be used as an envelope sender or recipient."""
 
-    default_remedy = "correct the address; it must be a single valid addr-spec like name@example.com"
+    default_remedy = (
+        "correct the address; it must be a single valid addr-spec like name@example.com"
+    )
 
 
 class MessageTooLargeError(PermanentDeliveryError, ValueError):
@@ -218,3 +228,7 @@ class TLSCertificateError(PermanentDeliveryError, ImproperlyConfigured):
         "the server's TLS certificate is not trusted: use the host name on its certificate in "
         "EMAIL_HOST, or point EMAIL_SSL_CAFILE at the CA bundle that signed it"
     )
+
+
+class InvalidMessageError(PermanentDeliveryError, ValueError):
+    """The message itself cannot be sent as it is (a bad tag, a malformed header)."""

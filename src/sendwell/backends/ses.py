@@ -1,0 +1,68 @@
+"""The Django email backend for Amazon SES (v2 ``SendEmail`` by default, v1 ``SendRawEmail``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
+
+from sendwell import conf
+from sendwell.exceptions import DeliveryError
+from sendwell.mime import prepare
+from sendwell.options import ses_options
+from sendwell.transports.ses import SESTransport
+
+
+class SESBackend(BaseEmailBackend):
+    """Send each message as raw MIME through Amazon SES.
+
+    Options (``MAILERS[alias]["OPTIONS"]`` on Django 6.1, classic settings on 5.2): see
+    :class:`sendwell.options.SESOptions`. After a successful send, ``message.ses_message_ids``
+    holds the SES message id of each API call (one per 50 recipients) and ``message.ses_message_id``
+    the first of them.
+    """
+
+    def __init__(
+        self,
+        fail_silently: bool = False,
+        *,
+        alias: str | None = None,
+        _ignore_unknown_kwargs: set[str] | None = None,
+        **options: Any,
+    ) -> None:
+        # Django 6.1 passes get_connection()'s legacy arguments (e.g. send_mail(auth_user=...))
+        # here to be ignored; they mean nothing to SES.
+        for ignored in _ignore_unknown_kwargs or ():
+            options.pop(ignored, None)
+        if alias is None:  # RemovedInSendwellDjango52: no MAILERS, read classic settings.
+            options = {**conf.classic_ses_options(), **options}
+        super().__init__(alias=alias)
+        # Our own attribute: BaseEmailBackend.fail_silently is deprecated on Django 6.1.
+        self.fail_silently = fail_silently
+        self.options = ses_options(options, where=f"SESBackend({alias or 'EMAIL_BACKEND'})")
+        self.transport = SESTransport(self.options)
+
+    def __repr__(self) -> str:
+        return (
+            f"<SESBackend alias={self.alias!r} region={self.options.region_name!r} "
+            f"api=v{self.options.api_version}>"
+        )
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        sent = 0
+        for message in email_messages or ():
+            try:
+                prepared = prepare(message, configuration_set=self.options.configuration_set)
+                if prepared is None:
+                    continue
+                calls = self.transport.send(prepared)
+            except DeliveryError:
+                if self.fail_silently:
+                    continue
+                raise
+            message.ses_message_ids = [call.message_id for call in calls]  # type: ignore[attr-defined]
+            message.ses_message_id = calls[0].message_id  # type: ignore[attr-defined]
+            sent += 1
+        return sent

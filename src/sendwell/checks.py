@@ -1,0 +1,126 @@
+"""Django system checks (``manage.py check``): sendwell's configuration problems, each with a hint.
+
+The rules are the ones :mod:`sendwell.options` applies to the environment at start-up, so a
+setting written by hand gets the same message as a variable in ``.env``. Checks never call AWS:
+credentials, identities and quotas are the doctor's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core import checks
+
+from sendwell import conf
+from sendwell.exceptions import InvalidAddressError
+from sendwell.mime import envelope_address
+from sendwell.options import Problem, SESOptions, smtp_problems
+
+SES_BACKENDS = frozenset({"sendwell.backends.SESBackend", "sendwell.backends.ses.SESBackend"})
+SMTP_BACKENDS = frozenset(
+    {
+        "sendwell.backends.SMTPBackend",
+        "sendwell.backends.smtp.SMTPBackend",
+        "django.core.mail.backends.smtp.EmailBackend",
+    }
+)
+
+
+def _as_check(problem: Problem, where: str) -> checks.Error:
+    return checks.Error(f"{where}: {problem.message}", hint=problem.hint, id=problem.id)
+
+
+def _ses_problems(where: str, options: dict[str, Any]) -> list[checks.CheckMessage]:
+    if where == "EMAIL_BACKEND":  # RemovedInSendwellDjango52
+        options = conf.classic_ses_options()
+        names = conf.CLASSIC_SES_SETTINGS
+    else:
+        names = {field: f"OPTIONS[{field!r}]" for field in SESOptions.field_names()}
+    unknown = sorted(set(options) - SESOptions.field_names())
+    if unknown:
+        return [
+            checks.Error(
+                f"{where}: unknown SES option(s) {', '.join(unknown)}",
+                hint=f"Known options: {', '.join(sorted(SESOptions.field_names()))}.",
+                id="sendwell.E007",
+            )
+        ]
+    values = {key: (None if value == "" else value) for key, value in options.items()}
+    return [_as_check(problem, where) for problem in SESOptions(**values).problems(names)]
+
+
+def _smtp_problems(where: str, options: dict[str, Any]) -> list[checks.CheckMessage]:
+    if where == "EMAIL_BACKEND":  # RemovedInSendwellDjango52
+        options = {
+            "port": getattr(settings, "EMAIL_PORT", None),
+            "use_tls": getattr(settings, "EMAIL_USE_TLS", False),
+            "use_ssl": getattr(settings, "EMAIL_USE_SSL", False),
+            "ssl_cafile": getattr(settings, "EMAIL_SSL_CAFILE", None),
+            "timeout": getattr(settings, "EMAIL_TIMEOUT", None),
+        }
+        names = {
+            "port": "EMAIL_PORT",
+            "use_tls": "EMAIL_USE_TLS",
+            "use_ssl": "EMAIL_USE_SSL",
+            "ssl_cafile": "EMAIL_SSL_CAFILE",
+            "timeout": "EMAIL_TIMEOUT",
+        }
+    else:
+        names = {
+            key: f"OPTIONS[{key!r}]"
+            for key in ("port", "use_tls", "use_ssl", "ssl_cafile", "timeout")
+        }
+    problems = smtp_problems(
+        port=options.get("port"),
+        use_tls=options.get("use_tls"),
+        use_ssl=options.get("use_ssl"),
+        ssl_cafile=options.get("ssl_cafile"),
+        timeout=options.get("timeout"),
+        names=names,
+    )
+    return [_as_check(problem, where) for problem in problems]
+
+
+@checks.register(checks.Tags.compatibility)
+def check_email_configuration(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    uses_ses = False
+    for where, backend, options in conf.configured_backends():
+        if backend in SES_BACKENDS:
+            uses_ses = True
+            messages.extend(_ses_problems(where, options))
+        elif backend in SMTP_BACKENDS and backend.startswith("sendwell"):
+            messages.extend(_smtp_problems(where, options))
+    if uses_ses:
+        messages.extend(_sender_problems())
+    return messages
+
+
+def _sender_problems() -> list[checks.CheckMessage]:
+    sender = settings.DEFAULT_FROM_EMAIL
+    try:
+        address = envelope_address(sender)
+    except InvalidAddressError as exc:
+        return [
+            checks.Error(
+                f"DEFAULT_FROM_EMAIL={sender!r} is not a valid address ({exc.message})",
+                hint="Set DEFAULT_FROM_EMAIL to an address on an SES-verified identity, e.g. "
+                "'Example <noreply@example.com>'.",
+                id="sendwell.E010",
+            )
+        ]
+    if "@" not in address or address.endswith("@localhost"):
+        return [
+            checks.Warning(
+                f"DEFAULT_FROM_EMAIL={sender!r}: SES will reject this sender",
+                hint="Set DEFAULT_FROM_EMAIL (in .env or settings) to an address whose domain or "
+                "address is verified in SES, e.g. noreply@example.com.",
+                id="sendwell.W001",
+            )
+        ]
+    return []

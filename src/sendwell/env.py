@@ -1,0 +1,288 @@
+"""Turn a production ``.env`` (and the process environment) into Django email settings.
+
+Use it in a settings module::
+
+    from sendwell.env import email_settings
+    globals().update(email_settings(env_file=BASE_DIR / ".env"))
+
+Real environment variables win over the ``.env`` file, so a platform (ECS task definition,
+systemd unit, CI) can override what the file says. Every mistake found is reported at once, each
+naming its variable and what to write instead, in one :class:`EnvironmentConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import django
+from dotenv import dotenv_values
+
+from sendwell.exceptions import ConfigurationError
+from sendwell.options import Problem, SecretStr, SESOptions, smtp_problems
+
+SES_BACKEND = "sendwell.backends.SESBackend"
+SMTP_BACKEND = "sendwell.backends.SMTPBackend"
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+# How SESOptions fields are spelled in the environment, for error messages.
+_SES_VARIABLES = {
+    "region_name": "AWS_SES_REGION_NAME",
+    "access_key_id": "AWS_ACCESS_KEY_ID",
+    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "session_token": "AWS_SESSION_TOKEN",
+    "configuration_set": "AWS_SES_CONFIGURATION_SET",
+    "use_ses_v2": "USE_SES_V2",
+    "endpoint_url": "AWS_ENDPOINT_URL_SESV2 / AWS_ENDPOINT_URL_SES / AWS_ENDPOINT_URL",
+}
+_SMTP_VARIABLES = {
+    "port": "EMAIL_PORT",
+    "use_tls": "EMAIL_USE_TLS",
+    "use_ssl": "EMAIL_USE_SSL",
+    "ssl_cafile": "EMAIL_SSL_CAFILE",
+    "timeout": "EMAIL_TIMEOUT",
+}
+_SECRET_VARIABLES = frozenset({"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "EMAIL_HOST_PASSWORD"})
+
+
+class EnvironmentConfigError(ConfigurationError):
+    """One or more email variables in the environment cannot be used."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"sendwell could not configure email from the environment:\n{lines}", remedy=""
+        )
+
+
+class _Reader:
+    """Reads typed values from the merged variables, collecting problems instead of raising."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = values
+        self.problems: list[Problem] = []
+
+    def text(self, name: str) -> str | None:
+        value = self.values.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def secret(self, name: str) -> SecretStr | None:
+        value = self.text(name)
+        return SecretStr(value) if value is not None else None
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.text(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        self.problems.append(
+            Problem(
+                "sendwell.E007",
+                f"{name}={self._show(name, value)} is not a boolean",
+                f"Write {name}=True or {name}=False (also accepted, in any case: 1/0, yes/no).",
+            )
+        )
+        return default
+
+    def integer(self, name: str) -> int | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            self.problems.append(
+                Problem(
+                    "sendwell.E005",
+                    f"{name}={self._show(name, value)} is not a whole number",
+                    f"Write digits only, e.g. {name}=587.",
+                )
+            )
+            return None
+
+    def number(self, name: str) -> float | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            self.problems.append(
+                Problem(
+                    "sendwell.E005",
+                    f"{name}={self._show(name, value)} is not a number",
+                    f"Write a number of seconds, e.g. {name}=10.",
+                )
+            )
+            return None
+
+    @staticmethod
+    def _show(name: str, value: str) -> str:
+        return "'********'" if name in _SECRET_VARIABLES else repr(value)
+
+
+def read_environment(
+    environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = None
+) -> dict[str, str]:
+    """The variables sendwell sees: the ``.env`` file's, overridden by ``environ``'s.
+
+    A missing ``env_file`` is not an error: on ECS, Lambda or Kubernetes the variables usually come
+    from the platform, and the same settings module must work there.
+    """
+    merged: dict[str, str] = {}
+    if env_file is not None:
+        path = Path(env_file)
+        if path.exists():
+            if not path.is_file():
+                raise EnvironmentConfigError(
+                    [
+                        Problem(
+                            "sendwell.E009",
+                            f"env_file {str(path)!r} is not a file",
+                            "Pass the path of a .env file, or None.",
+                        )
+                    ]
+                )
+            merged.update(
+                {key: value for key, value in dotenv_values(path).items() if value is not None}
+            )
+    merged.update(os.environ if environ is None else environ)
+    return merged
+
+
+def email_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """Django settings for email, from ``environ`` (default ``os.environ``) and ``env_file``.
+
+    On Django 6.1 and later this returns ``MAILERS`` (the default mailer is SES or SMTP according
+    to ``USE_SES``; with ``USE_SES=True`` and ``EMAIL_HOST`` set, an ``"smtp"`` mailer too). On
+    Django 5.2 it returns ``EMAIL_BACKEND`` and the classic ``EMAIL_*`` / ``AWS_*`` settings that
+    sendwell's backends read there. ``DEFAULT_FROM_EMAIL`` and ``SERVER_EMAIL`` pass through.
+    """
+    reader = _Reader(read_environment(environ, env_file))
+    use_ses = reader.boolean("USE_SES", default=False)
+    ses = _ses_options(reader) if use_ses else None
+    smtp = _smtp_options(reader)
+    if reader.problems:
+        raise EnvironmentConfigError(reader.problems)
+
+    result: dict[str, Any] = {}
+    for name in ("DEFAULT_FROM_EMAIL", "SERVER_EMAIL"):
+        value = reader.text(name)
+        if value is not None:
+            result[name] = value
+    if django.VERSION >= (6, 1):
+        result["MAILERS"] = _mailers(
+            ses, smtp, smtp_configured=reader.text("EMAIL_HOST") is not None
+        )
+    else:  # RemovedInSendwellDjango52: the classic settings path.
+        result.update(_classic_settings(ses, smtp))
+    return result
+
+
+def _ses_options(reader: _Reader) -> SESOptions:
+    use_ses_v2 = reader.boolean("USE_SES_V2", default=True)
+    specific = "AWS_ENDPOINT_URL_SESV2" if use_ses_v2 else "AWS_ENDPOINT_URL_SES"
+    options = SESOptions(
+        region_name=reader.text("AWS_SES_REGION_NAME"),
+        access_key_id=reader.text("AWS_ACCESS_KEY_ID"),
+        secret_access_key=reader.secret("AWS_SECRET_ACCESS_KEY"),
+        session_token=reader.secret("AWS_SESSION_TOKEN"),
+        configuration_set=reader.text("AWS_SES_CONFIGURATION_SET"),
+        use_ses_v2=use_ses_v2,
+        endpoint_url=reader.text(specific) or reader.text("AWS_ENDPOINT_URL"),
+    )
+    reader.problems.extend(options.problems(_SES_VARIABLES))
+    return options
+
+
+def _smtp_options(reader: _Reader) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "host": reader.text("EMAIL_HOST") or "localhost",
+        "port": reader.integer("EMAIL_PORT"),
+        "username": reader.text("EMAIL_HOST_USER"),
+        "password": reader.secret("EMAIL_HOST_PASSWORD"),
+        "use_tls": reader.boolean("EMAIL_USE_TLS", default=False),
+        "use_ssl": reader.boolean("EMAIL_USE_SSL", default=False),
+        "timeout": reader.number("EMAIL_TIMEOUT"),
+        "ssl_cafile": reader.text("EMAIL_SSL_CAFILE"),
+    }
+    reader.problems.extend(
+        smtp_problems(
+            port=options["port"],
+            use_tls=options["use_tls"],
+            use_ssl=options["use_ssl"],
+            ssl_cafile=options["ssl_cafile"],
+            timeout=options["timeout"],
+            names=_SMTP_VARIABLES,
+        )
+    )
+    return options
+
+
+def _ses_mailer_options(ses: SESOptions) -> dict[str, Any]:
+    defaults = SESOptions()
+    return {
+        field: getattr(ses, field)
+        for field in SESOptions.field_names()
+        if getattr(ses, field) != getattr(defaults, field)
+    }
+
+
+def _mailers(
+    ses: SESOptions | None, smtp: dict[str, Any], *, smtp_configured: bool
+) -> dict[str, Any]:
+    smtp_mailer = {
+        "BACKEND": SMTP_BACKEND,
+        "OPTIONS": {key: value for key, value in smtp.items() if value is not None},
+    }
+    if ses is None:
+        return {"default": smtp_mailer}
+    mailers: dict[str, Any] = {
+        "default": {"BACKEND": SES_BACKEND, "OPTIONS": _ses_mailer_options(ses)}
+    }
+    if smtp_configured:
+        mailers["smtp"] = smtp_mailer
+    return mailers
+
+
+# RemovedInSendwellDjango52: Django 5.2 has no MAILERS; backends read these settings instead.
+def _classic_settings(ses: SESOptions | None, smtp: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "EMAIL_BACKEND": SES_BACKEND if ses is not None else SMTP_BACKEND,
+        "EMAIL_HOST": smtp["host"],
+        "EMAIL_USE_TLS": smtp["use_tls"],
+        "EMAIL_USE_SSL": smtp["use_ssl"],
+        "EMAIL_HOST_USER": smtp["username"] or "",
+        "EMAIL_HOST_PASSWORD": smtp["password"] or "",
+        "EMAIL_TIMEOUT": smtp["timeout"],
+    }
+    if smtp["port"] is not None:
+        result["EMAIL_PORT"] = smtp["port"]
+    if smtp["ssl_cafile"] is not None:
+        result["EMAIL_SSL_CAFILE"] = smtp["ssl_cafile"]
+    if ses is not None:
+        result.update(
+            {
+                "AWS_SES_REGION_NAME": ses.region_name,
+                "AWS_ACCESS_KEY_ID": ses.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": ses.secret_access_key,
+                "AWS_SESSION_TOKEN": ses.session_token,
+                "AWS_SES_CONFIGURATION_SET": ses.configuration_set,
+                "USE_SES_V2": ses.use_ses_v2,
+                "AWS_SES_ENDPOINT_URL": ses.endpoint_url,
+            }
+        )
+    return result
