@@ -34,3 +34,9 @@ TEMPLATES = [
 DEFAULT_FROM_EMAIL = "sender@example.com"
 SERVER_EMAIL = "server@example.com"
 ADMINS = ["admin@example.com"]
+
+import django  # noqa: E402
+
+if django.VERSION >= (6, 1):
+    # Tests choose their mailer with override_settings; this only opts in to MAILERS.
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}

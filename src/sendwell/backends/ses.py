@@ -34,11 +34,13 @@ class SESBackend(BaseEmailBackend):
     ) -> None:
         # Django 6.1 passes get_connection()'s legacy arguments (e.g. send_mail(auth_user=...))
         # here to be ignored; they mean nothing to SES.
-        for ignored in _ignore_unknown_kwargs or ():
+        # Django 5.2 passes send_mail()'s auth_user/auth_password as username/password.
+        for ignored in {*(_ignore_unknown_kwargs or ()), "username", "password"}:
             options.pop(ignored, None)
         if alias is None:  # RemovedInSendwellDjango52: no MAILERS, read classic settings.
             options = {**conf.classic_ses_options(), **options}
         super().__init__(alias=alias)
+        self.alias = alias  # RemovedInSendwellDjango52: 5.2's base class does not keep it.
         # Our own attribute: BaseEmailBackend.fail_silently is deprecated on Django 6.1.
         self.fail_silently = fail_silently
         self.options = ses_options(options, where=f"SESBackend({alias or 'EMAIL_BACKEND'})")

@@ -1,0 +1,136 @@
+"""A local Amazon SES endpoint for tests and the demo: moto's server, in a subprocess.
+
+It is a real HTTP endpoint on 127.0.0.1: boto3 signs and sends real requests to it, and what it
+accepted is read back over HTTP (``/moto-api/data.json``), never from sendwell's own objects.
+Needs the ``test`` extra (``moto[server]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from email.message import EmailMessage
+from types import TracebackType
+from typing import Any, Self
+
+import boto3
+
+DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class SentRawMessage:
+    """One message moto accepted through SendEmail (v2, raw) or SendRawEmail (v1)."""
+
+    message_id: str
+    source: str
+    # moto appends the To/Cc/Bcc header addresses to the envelope recipients it was given
+    destinations: tuple[str, ...]
+    raw: bytes
+
+    @property
+    def parsed(self) -> EmailMessage:
+        message = email.message_from_bytes(self.raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        return message
+
+
+class LocalSESServer:
+    """``with LocalSESServer() as ses: ses.endpoint_url, ses.verify(...), ses.sent_messages()``."""
+
+    def __init__(self, region: str = "us-east-1", port: int | None = None) -> None:
+        self.region = region
+        self.port = port or free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self._process.returncode}")
+            try:
+                self._get("/moto-api/data.json")
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"moto server did not start on {self.endpoint_url}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def client(self, service: str = "ses") -> Any:
+        return boto3.client(
+            service, region_name=self.region, endpoint_url=self.endpoint_url, **DUMMY_CREDENTIALS
+        )
+
+    def verify(self, *identities: str) -> None:
+        """Verify sender addresses or domains (moto verifies at once)."""
+        client = self.client("ses")
+        for identity in identities:
+            if "@" in identity:
+                client.verify_email_identity(EmailAddress=identity)
+            else:
+                client.verify_domain_identity(Domain=identity)
+
+    def reset(self) -> None:
+        """Forget everything (identities and messages): moto's own reset endpoint."""
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own loopback server
+            pass
+
+    def sent_messages(self) -> list[SentRawMessage]:
+        data = json.loads(self._get("/moto-api/data.json"))
+        return [
+            SentRawMessage(
+                message_id=item["id"],
+                source=item["source"],
+                destinations=tuple(item["destinations"]),
+                raw=item["raw_data"].encode("utf-8"),
+            )
+            for item in data.get("ses", {}).get("RawMessage", [])
+        ]
+
+    def _get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"{self.endpoint_url}{path}", timeout=10) as response:  # noqa: S310
+            body: bytes = response.read()
+            return body

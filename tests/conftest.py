@@ -1,0 +1,42 @@
+"""Shared fixtures: real local servers on 127.0.0.1, and isolation from any real AWS account."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Never let boto3 look for real credentials or call the instance metadata service (169.254.169.254):
+# tests talk only to servers they start on 127.0.0.1. Set before any boto3 session exists.
+for _name in list(os.environ):
+    if _name.startswith("AWS_"):
+        del os.environ[_name]
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+
+from sendwell import aws  # noqa: E402
+from sendwell.testing.moto_ses import LocalSESServer  # noqa: E402
+
+SENDER = "sender@example.com"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[LocalSESServer]:
+    with LocalSESServer() as server:
+        yield server
+
+
+@pytest.fixture
+def ses(moto_server: LocalSESServer) -> LocalSESServer:
+    """The moto SES endpoint, emptied, with example.com (so every @example.com sender) verified."""
+    moto_server.reset()
+    moto_server.verify("example.com", SENDER)
+    return moto_server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_clients() -> Iterator[None]:
+    yield
+    aws.clear_clients()
