@@ -1,4 +1,4 @@
-"""Configure a sendwell backend the way each Django version does (MAILERS on 6.1, settings on 5.2)."""
+"""Configure a sendwell backend as each Django version does (MAILERS on 6.1, settings on 5.2)."""
 
 from __future__ import annotations
 

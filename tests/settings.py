@@ -3,7 +3,7 @@
 Email settings are set per test with ``override_settings`` (MAILERS on Django 6.1, EMAIL_* on 5.2).
 """
 
-SECRET_KEY = "sendwell-tests-only"  # noqa: S105 - a test-only key
+SECRET_KEY = "sendwell-tests-only"
 DEBUG = False
 USE_TZ = True
 INSTALLED_APPS = [

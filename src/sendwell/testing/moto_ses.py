@@ -70,10 +70,10 @@ class LocalSESServer:
             try:
                 self._get("/moto-api/data.json")
                 return
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"moto server did not start on {self.endpoint_url}")
+                    raise RuntimeError(f"moto server did not start on {self.endpoint_url}") from exc
                 time.sleep(0.05)
 
     def stop(self) -> None:
@@ -114,8 +114,9 @@ class LocalSESServer:
 
     def reset(self) -> None:
         """Forget everything (identities and messages): moto's own reset endpoint."""
-        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own loopback server
+        url = f"{self.endpoint_url}/moto-api/reset"
+        request = urllib.request.Request(url, method="POST")  # noqa: S310 - our loopback server
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
             pass
 
     def sent_messages(self) -> list[SentRawMessage]:
