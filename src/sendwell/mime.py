@@ -92,9 +92,13 @@ def mime_message(message: EmailMessage) -> Message:
 
 def mime_bytes(mime: Message) -> bytes:
     if django.VERSION >= (6, 0):
-        return mime.as_bytes()
-    # RemovedInSendwellDjango52: 5.2's SafeMIME objects use the compat32 policy (LF endings).
-    return mime.as_bytes(linesep="\r\n")  # type: ignore[call-arg,unused-ignore]
+        raw = mime.as_bytes()
+    else:
+        # RemovedInSendwellDjango52: 5.2's SafeMIME objects use the compat32 policy (LF endings).
+        raw = mime.as_bytes(linesep="\r\n")  # type: ignore[call-arg,unused-ignore]
+    # smtplib ends DATA with CRLF when the message does not; do the same so that SES delivers
+    # byte for byte what Django's SMTP backend would.
+    return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
 
 
 def parse_tags(header_values: list[str], attribute: Mapping[str, str] | None) -> dict[str, str]:
