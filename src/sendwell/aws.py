@@ -55,7 +55,7 @@ def _create_client(options: SESOptions) -> Any:
         read_timeout=options.read_timeout,
         # Several threads (a threaded worker, gunicorn threads) share this client.
         max_pool_connections=32,
-        user_agent_appid=f"sendwell-{__version__}",
+        user_agent_extra=f"sendwell/{__version__}",
     )
     return session.client(
         "sesv2" if options.use_ses_v2 else "ses",

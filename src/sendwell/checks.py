@@ -48,7 +48,7 @@ def _ses_problems(where: str, options: dict[str, Any]) -> list[checks.CheckMessa
                 id="sendwell.E007",
             )
         ]
-    values = {key: (None if value == "" else value) for key, value in options.items()}
+    values: dict[str, Any] = {k: (None if v == "" else v) for k, v in options.items()}
     return [_as_check(problem, where) for problem in SESOptions(**values).problems(names)]
 
 

@@ -47,11 +47,10 @@ def configured_backends() -> Iterator[tuple[str, str, dict[str, Any]]]:
     ``EMAIL_BACKEND``. Classic options are not included: the backends read them themselves.
     """
     if uses_mailers():
-        for alias, config in settings.MAILERS.items():
-            yield (
-                f"MAILERS[{alias!r}]",
-                config.get("BACKEND", "django.core.mail.backends.smtp.EmailBackend"),
-                dict(config.get("OPTIONS", {})),
-            )
+        mailers: dict[str, dict[str, Any]] = settings.MAILERS
+        for alias, config in mailers.items():
+            options: dict[str, Any] = dict(config.get("OPTIONS", {}))
+            backend = config.get("BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+            yield (f"MAILERS[{alias!r}]", str(backend), options)
     else:  # RemovedInSendwellDjango52
         yield ("EMAIL_BACKEND", settings.EMAIL_BACKEND, {})

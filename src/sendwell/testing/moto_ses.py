@@ -22,7 +22,8 @@ from typing import Any, Self
 
 import boto3
 
-DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+DUMMY_ACCESS_KEY = "testing"
+DUMMY_SECRET_KEY = "testing"  # noqa: S105 - moto accepts any key
 
 
 def free_port() -> int:
@@ -99,9 +100,12 @@ class LocalSESServer:
         self.stop()
 
     def client(self, service: str = "ses") -> Any:
-        return boto3.client(
-            service, region_name=self.region, endpoint_url=self.endpoint_url, **DUMMY_CREDENTIALS
+        session = boto3.session.Session(
+            aws_access_key_id=DUMMY_ACCESS_KEY,
+            aws_secret_access_key=DUMMY_SECRET_KEY,
+            region_name=self.region,
         )
+        return session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
     def verify(self, *identities: str) -> None:
         """Verify sender addresses or domains (moto verifies at once)."""
