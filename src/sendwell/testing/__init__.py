@@ -1,0 +1,1 @@
+"""Helpers for testing code that sends email with sendwell (they need the ``test`` extra)."""

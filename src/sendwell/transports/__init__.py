@@ -1,0 +1,1 @@
+"""Transports: turn one prepared message into one delivery attempt (SES, SMTP)."""
