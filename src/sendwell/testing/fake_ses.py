@@ -1,0 +1,648 @@
+"""A small Amazon SES endpoint on 127.0.0.1 for sendwell's tests and benchmarks.
+
+It speaks the wire protocols boto3 uses (SES v2 REST-JSON ``SendEmail``/``GetAccount`` and the
+v1 query API ``SendRawEmail``/``GetSendQuota``), so clients are tested against real HTTP, not a
+mock. Unlike moto it can misbehave on purpose: added latency, SES's own throttling and quota
+errors (optionally enforced from ``max_send_rate``/``max_24_hour_send``, counted in recipients as
+SES counts them), 5xx answers, answers that never come, and connections closed before or after
+the message was accepted. Every accepted message is recorded with the time it arrived::
+
+    with FakeSES(max_send_rate=14, enforce_rate=True) as ses:
+        ses.inject("throttle")  # the next send is refused, the one after accepted
+        ...  # boto3.client("sesv2", endpoint_url=ses.endpoint_url, ...)
+        assert ses.messages[0].destinations == ("to@example.com",)
+
+Run as a process (``python -m sendwell.testing.fake_ses --port 8025``) several benchmark workers
+can share it; ``/_fake/messages``, ``/_fake/stats``, ``/_fake/reset``, ``/_fake/inject`` and
+``/_fake/config`` then read and steer it over HTTP. Signatures are never checked. Standard
+library only, so it needs no test extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import collections
+import contextlib
+import dataclasses
+import email
+import email.policy
+import email.utils
+import json
+import signal
+import socket
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterable
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from xml.sax.saxutils import escape
+
+__all__ = ["FAULTS", "AcceptedMessage", "FakeSES", "main"]
+
+HOST = "127.0.0.1"
+V1_NAMESPACE = "http://ses.amazonaws.com/doc/2010-12-01/"
+FAULTS = frozenset(
+    {"throttle", "quota", "429", "500", "503", "timeout", "drop", "drop_after_accept"}
+)
+
+# fault -> (message, (v1 status, v1 code), (v2 status, v2 code)). SES documents one throttling
+# error for both sending limits, told apart only by its text, so "quota" shares the codes.
+_ERRORS: dict[str, tuple[str, tuple[int, str], tuple[int, str]]] = {
+    "throttle": (
+        "Maximum sending rate exceeded.",
+        (400, "Throttling"),
+        (429, "TooManyRequestsException"),
+    ),
+    "quota": (
+        "Daily message quota exceeded.",
+        (400, "Throttling"),
+        (429, "TooManyRequestsException"),
+    ),
+    "429": ("Rate exceeded", (400, "Throttling"), (429, "TooManyRequestsException")),
+    "500": ("An internal failure occurred.", (500, "InternalFailure"), (500, "InternalFailure")),
+    "503": ("Service is unavailable.", (503, "ServiceUnavailable"), (503, "ServiceUnavailable")),
+}
+# POST /_fake/config key -> (attribute, conversion); "rate" and "quota" are the CLI's names
+_CONFIG_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "latency": ("latency", float),
+    "rate": ("max_send_rate", float),
+    "max_send_rate": ("max_send_rate", float),
+    "quota": ("max_24_hour_send", int),
+    "max_24_hour_send": ("max_24_hour_send", int),
+    "enforce_rate": ("enforce_rate", bool),
+    "production_access": ("production_access", bool),
+    "timeout_seconds": ("timeout_seconds", float),
+    "accept_on_timeout": ("accept_on_timeout", bool),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceptedMessage:
+    """One message the fake accepted through SendEmail (``api=2``) or SendRawEmail (``api=1``)."""
+
+    message_id: str
+    api: int
+    source: str  # FromEmailAddress / Source as given, else the From header of the message
+    destinations: tuple[str, ...]  # exactly the envelope recipients of the call, in order
+    raw: bytes
+    configuration_set: str | None
+    tags: dict[str, str]
+    received_at: float  # time.time() when it was accepted
+
+    @property
+    def parsed(self) -> EmailMessage:
+        message = email.message_from_bytes(self.raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        return message
+
+    def to_json(self, *, raw: bool = False) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["destinations"] = list(self.destinations)
+        data["size"] = len(self.raw)
+        data["raw"] = base64.b64encode(self.raw).decode("ascii") if raw else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AcceptedMessage:
+        """Rebuild one entry of ``GET /_fake/messages`` (``raw`` is empty unless ``?raw=1``)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in fields}
+        values["destinations"] = tuple(values["destinations"])
+        values["raw"] = base64.b64decode(values["raw"]) if values.get("raw") else b""
+        return cls(**values)
+
+
+class _Refusal(Exception):
+    """SES refusing a request; v1 and v2 sometimes use different codes for the same refusal."""
+
+    def __init__(
+        self, message: str, v1: tuple[int, str], v2: tuple[int, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message, self.v1, self.v2 = message, v1, v2 or v1
+
+    @classmethod
+    def of(cls, fault: str) -> _Refusal:
+        message, v1, v2 = _ERRORS[fault]
+        return cls(message, v1, v2)
+
+    @classmethod
+    def bad_request(cls, message: str) -> _Refusal:
+        return cls(message, (400, "InvalidParameterValue"), (400, "BadRequestException"))
+
+
+@dataclasses.dataclass
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    drop: bool = False  # close the connection without answering
+
+
+@dataclasses.dataclass(frozen=True)
+class _Send:
+    source: str | None
+    destinations: tuple[str, ...]
+    raw: bytes
+    configuration_set: str | None
+    tags: dict[str, str]
+
+
+def _json(status: int, data: Any, headers: dict[str, str] | None = None) -> _Reply:
+    return _Reply(status, json.dumps(data).encode(), headers=headers or {})
+
+
+def _xml(status: int, body: str) -> _Reply:
+    return _Reply(status, f'<?xml version="1.0"?>\n{body}\n'.encode(), "text/xml")
+
+
+def _error(api: int, refusal: _Refusal) -> _Reply:
+    if api == 2:  # botocore's rest-json parser takes the code from this header
+        status, code = refusal.v2
+        return _json(status, {"message": refusal.message}, {"x-amzn-ErrorType": code})
+    status, code = refusal.v1
+    kind = "Sender" if status < 500 else "Receiver"
+    return _xml(
+        status,
+        f'<ErrorResponse xmlns="{V1_NAMESPACE}"><Error><Type>{kind}</Type><Code>{code}</Code>'
+        f"<Message>{escape(refusal.message)}</Message></Error>"
+        f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>",
+    )
+
+
+def _b64(data: Any) -> bytes:
+    try:
+        return base64.b64decode(str(data), validate=True)
+    except (binascii.Error, ValueError):
+        raise _Refusal.bad_request("Could not decode the base64 raw message data.") from None
+
+
+def _parse_v2(body: bytes) -> _Send:
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        raise _Refusal.bad_request("Could not parse the request body as JSON.") from None
+    content = data.get("Content") or {}
+    if "Raw" not in content:  # Simple/Template: sendwell always builds the MIME itself
+        raise _Refusal.bad_request("FakeSES accepts only Content.Raw (sendwell sends raw MIME).")
+    destination = data.get("Destination") or {}
+    kinds = ("ToAddresses", "CcAddresses", "BccAddresses")
+    return _Send(
+        source=data.get("FromEmailAddress"),
+        destinations=tuple(a for kind in kinds for a in destination.get(kind) or ()),
+        raw=_b64((content["Raw"] or {}).get("Data", "")),
+        configuration_set=data.get("ConfigurationSetName"),
+        tags={tag["Name"]: tag["Value"] for tag in data.get("EmailTags") or ()},
+    )
+
+
+def _members(params: dict[str, str], prefix: str) -> list[str]:
+    """The numbered ``prefix.N[...]`` keys of a query-protocol list, as prefixes, in order."""
+    numbers = {key[len(prefix) :].split(".")[0] for key in params if key.startswith(prefix)}
+    return [f"{prefix}{n}" for n in sorted(numbers, key=lambda n: int(n) if n.isdigit() else 0)]
+
+
+def _parse_v1(params: dict[str, str]) -> _Send:
+    if "RawMessage.Data" not in params:
+        raise _Refusal.bad_request("1 validation error detected: RawMessage must not be null.")
+    return _Send(
+        source=params.get("Source"),
+        destinations=tuple(params[key] for key in _members(params, "Destinations.member.")),
+        raw=_b64(params["RawMessage.Data"]),
+        configuration_set=params.get("ConfigurationSetName"),
+        tags={params[f"{t}.Name"]: params[f"{t}.Value"] for t in _members(params, "Tags.member.")},
+    )
+
+
+class FakeSES:
+    """An SES endpoint serving on 127.0.0.1 (a free port unless ``port``) from the moment it exists.
+
+    Faults come from :meth:`inject` (a queue consumed by the next send requests, in order) and
+    then ``fault_plan``, which gets the 1-based number of the send request (restarting at 1 after
+    :meth:`reset`). Send requests are SendEmail/SendRawEmail; account queries are never faulted
+    or delayed. The faults, all in SES's own words and codes:
+
+    - ``"throttle"``/``"quota"``: the sending-rate or daily-quota refusal (v1 400 Throttling, v2
+      429 TooManyRequestsException), also what ``enforce_rate=True`` answers when over a limit;
+    - ``"429"``: API-level "Rate exceeded" throttling; ``"500"``, ``"503"``: server errors;
+    - ``"timeout"``: answer only after ``timeout_seconds`` (the client has given up by then); the
+      message is recorded only with ``accept_on_timeout=True``, as SES may have accepted it;
+    - ``"drop"``: close the connection without answering and without recording;
+    - ``"drop_after_accept"``: handle the send as usual (recording it), then close the
+      connection instead of answering: a lost response.
+
+    Any setting may be changed while it serves (also via ``POST /_fake/config``).
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        region: str = "us-east-1",
+        max_send_rate: float = 14.0,
+        max_24_hour_send: int = 50_000,
+        production_access: bool = True,
+        enforce_rate: bool = False,
+        verified_identities: Iterable[str] | None = None,
+        latency: float = 0.0,
+        fault_plan: Callable[[int], str | None] | None = None,
+        timeout_seconds: float = 5.0,
+        accept_on_timeout: bool = False,
+    ) -> None:
+        self.region = region
+        self.max_send_rate = max_send_rate
+        self.max_24_hour_send = max_24_hour_send  # -1 means unlimited, as in SES
+        self.production_access = production_access
+        self.enforce_rate = enforce_rate
+        self.verified_identities = None if verified_identities is None else set(verified_identities)
+        self.latency = latency
+        self.fault_plan = fault_plan
+        self.timeout_seconds = timeout_seconds
+        # A timed-out send may still have been accepted by real SES: this makes it so here too.
+        self.accept_on_timeout = accept_on_timeout
+        self.messages: list[AcceptedMessage] = []
+        self.requests = 0  # SES API requests of any kind
+        self.send_requests = 0
+        self.faults_served: dict[str, int] = {}
+        self.refused: dict[str, int] = {}  # refusals not injected: "rate", "quota", "unverified"
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()  # wakes sleeping handlers so stop() is quick
+        self._faults: collections.deque[str] = collections.deque()
+        # (time, recipients) of recorded sends, pruned to 1 s and 24 h: O(1) limit checks.
+        self._second: collections.deque[tuple[float, int]] = collections.deque()
+        self._day: collections.deque[tuple[float, int]] = collections.deque()
+        self._second_total = self._day_total = 0
+        self._server = _Server(self, port)
+        self.port = int(self._server.server_address[1])
+        self.endpoint_url = f"http://{HOST}:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            args=(0.05,),
+            name=f"FakeSES:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    # --- lifecycle and control ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        # Idle keep-alive connections would otherwise keep their threads (and answers) alive.
+        self._server.close_connections()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def inject(self, fault: str, times: int = 1) -> None:
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; choose from {sorted(FAULTS)}")
+        with self._lock:
+            self._faults.extend([fault] * times)
+
+    @property
+    def pending_faults(self) -> list[str]:
+        with self._lock:
+            return list(self._faults)
+
+    def reset(self) -> None:
+        """Forget messages, queued faults and counters; settings are kept."""
+        with self._lock:
+            self.messages.clear()
+            self._faults.clear()
+            self._second.clear()
+            self._day.clear()
+            self._second_total = self._day_total = 0
+            self.requests = self.send_requests = 0
+            self.faults_served.clear()
+            self.refused.clear()
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings by the names of ``POST /_fake/config`` (see ``_CONFIG_KEYS``)."""
+        unknown = set(changes) - set(_CONFIG_KEYS) - {"verified_identities"}
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}")
+        for key, value in changes.items():
+            if key == "verified_identities":
+                self.verified_identities = None if value is None else {str(v) for v in value}
+            else:
+                attribute, kind = _CONFIG_KEYS[key]
+                setattr(self, attribute, kind(value))
+
+    @property
+    def sent_last_24_hours(self) -> int:
+        with self._lock:
+            self._prune(time.time())
+            return self._day_total
+
+    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[AcceptedMessage]:
+        """Wait until at least ``count`` messages were accepted (for in-doubt sends)."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.messages)} of {count} messages after {timeout}s")
+            time.sleep(0.01)
+        return list(self.messages)
+
+    def stats(self) -> dict[str, Any]:
+        sent = self.sent_last_24_hours
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "send_requests": self.send_requests,
+                "accepted": len(self.messages),
+                "sent_last_24_hours": sent,
+                "faults_served": dict(self.faults_served),
+                "refused": dict(self.refused),
+                "pending_faults": list(self._faults),
+                "config": {attr: getattr(self, attr) for attr, _ in _CONFIG_KEYS.values()}
+                | {"verified_identities": sorted(self.verified_identities or ()) or None},
+            }
+
+    # --- request handling (runs in the server's handler threads) --------------------------------
+
+    def _handle(self, method: str, path: str, query: str, body: bytes) -> _Reply:
+        if path.startswith("/_fake/"):
+            return self._control(method, path, query, body)
+        if path.startswith("/v2/"):
+            if method == "POST" and path == "/v2/email/outbound-emails":
+                return self._send(2, lambda: _parse_v2(body))
+            if method == "GET" and path == "/v2/email/account":
+                return _json(200, self._account())
+            unknown = _Refusal(f"No operation for {method} {path}", (404, "NotFoundException"))
+            return _error(2, unknown)
+        params = dict(urllib.parse.parse_qsl(body.decode("utf-8") or query, keep_blank_values=True))
+        action = params.get("Action")
+        if action == "SendRawEmail":
+            return self._send(1, lambda: _parse_v1(params))
+        if action == "GetSendQuota":
+            quota = self._account()["SendQuota"]
+            fields = "".join(f"<{k}>{float(v)}</{k}>" for k, v in quota.items())
+            return _xml(
+                200,
+                f'<GetSendQuotaResponse xmlns="{V1_NAMESPACE}"><GetSendQuotaResult>{fields}'
+                f"</GetSendQuotaResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
+                "</ResponseMetadata></GetSendQuotaResponse>",
+            )
+        return _error(1, _Refusal(f"FakeSES does not implement {action}.", (400, "InvalidAction")))
+
+    def _account(self) -> dict[str, Any]:
+        with self._lock:
+            self.requests += 1
+        return {
+            "DedicatedIpAutoWarmupEnabled": False,
+            "EnforcementStatus": "HEALTHY",
+            "ProductionAccessEnabled": self.production_access,
+            "SendQuota": {
+                "Max24HourSend": float(self.max_24_hour_send),
+                "MaxSendRate": float(self.max_send_rate),
+                "SentLast24Hours": float(self.sent_last_24_hours),
+            },
+            "SendingEnabled": True,
+            "SuppressionAttributes": {"SuppressedReasons": ["BOUNCE", "COMPLAINT"]},
+        }
+
+    def _send(self, api: int, parse: Callable[[], _Send]) -> _Reply:
+        with self._lock:
+            self.requests += 1
+            self.send_requests += 1
+            number = self.send_requests
+            fault = self._faults.popleft() if self._faults else None
+        if fault is None and self.fault_plan is not None:
+            fault = self.fault_plan(number)  # user code: called outside the lock
+        if fault is not None:
+            if fault not in FAULTS:
+                raise ValueError(f"fault_plan returned unknown fault {fault!r}")
+            with self._lock:
+                self.faults_served[fault] = self.faults_served.get(fault, 0) + 1
+        if self.latency > 0:
+            self._stopping.wait(self.latency)
+        if fault == "drop":
+            return _Reply(0, b"", drop=True)
+        try:
+            if fault in _ERRORS:
+                raise _Refusal.of(fault)
+            record = fault != "timeout" or self.accept_on_timeout
+            message = self._accept(api, parse(), record=record)
+            if api == 2:
+                reply = _json(200, {"MessageId": message.message_id})
+            else:
+                reply = _xml(
+                    200,
+                    f'<SendRawEmailResponse xmlns="{V1_NAMESPACE}"><SendRawEmailResult>'
+                    f"<MessageId>{message.message_id}</MessageId></SendRawEmailResult>"
+                    f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
+                    "</ResponseMetadata></SendRawEmailResponse>",
+                )
+        except _Refusal as refusal:
+            reply = _error(api, refusal)
+        if fault == "timeout":  # answer after the client gave up; the answer is lost
+            self._stopping.wait(self.timeout_seconds)
+        reply.drop = fault == "drop_after_accept"
+        return reply
+
+    def _accept(self, api: int, send: _Send, *, record: bool) -> AcceptedMessage:
+        headers = None
+        if send.source is None or not send.destinations:  # SES falls back to the headers
+            headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(send.raw)
+        source = send.source or (headers.get("From", "") if headers else "")
+        if not source:
+            raise _Refusal.bad_request("Missing final '@domain'")
+        self._check_identity(source)
+        recipients = len(send.destinations)
+        if headers is not None and not recipients:
+            fields = [str(v) for k in ("To", "Cc", "Bcc") for v in headers.get_all(k, [])]
+            recipients = len(email.utils.getaddresses(fields))
+        with self._lock:
+            now = time.time()
+            self._prune(now)
+            if self.enforce_rate:
+                over_day = self._day_total + recipients > self.max_24_hour_send >= 0
+                if over_day or self._second_total + recipients > self.max_send_rate:
+                    reason = "quota" if over_day else "rate"
+                    self.refused[reason] = self.refused.get(reason, 0) + 1
+                    raise _Refusal.of("quota" if over_day else "throttle")
+            message = AcceptedMessage(
+                message_id=f"0100{int(now * 1000):012x}-{uuid.uuid4()}-000000",  # SES's shape
+                api=api,
+                source=source,
+                destinations=send.destinations,
+                raw=send.raw,
+                configuration_set=send.configuration_set,
+                tags=send.tags,
+                received_at=now,
+            )
+            if record:
+                self.messages.append(message)
+                self._second.append((now, recipients))
+                self._day.append((now, recipients))
+                self._second_total += recipients
+                self._day_total += recipients
+        return message
+
+    def _prune(self, now: float) -> None:  # caller holds the lock
+        while self._second and self._second[0][0] <= now - 1.0:
+            self._second_total -= self._second.popleft()[1]
+        while self._day and self._day[0][0] <= now - 86_400.0:
+            self._day_total -= self._day.popleft()[1]
+
+    def _check_identity(self, source: str) -> None:
+        if self.verified_identities is None:
+            return
+        address = email.utils.parseaddr(source)[1].lower()
+        identities = {identity.lower() for identity in self.verified_identities}
+        if address not in identities and address.rpartition("@")[2] not in identities:
+            with self._lock:
+                self.refused["unverified"] = self.refused.get("unverified", 0) + 1
+            raise _Refusal(
+                "Email address is not verified. The following identities failed the check in "
+                f"region {self.region.upper()}: {address}",
+                (400, "MessageRejected"),
+            )
+
+    def _control(self, method: str, path: str, query: str, body: bytes) -> _Reply:
+        try:
+            data = json.loads(body) if body.strip() else {}
+            if method == "GET" and path == "/_fake/messages":
+                options = urllib.parse.parse_qs(query)
+                raw = options.get("raw", ["0"])[0].lower() in ("1", "true", "yes")
+                since = int(options.get("since", ["0"])[0])  # lets a benchmark fetch only news
+                with self._lock:
+                    messages = self.messages[since:]
+                return _json(200, [message.to_json(raw=raw) for message in messages])
+            if method == "GET" and path == "/_fake/stats":
+                return _json(200, self.stats())
+            if method == "POST" and path == "/_fake/reset":
+                self.reset()
+            elif method == "POST" and path == "/_fake/inject":
+                self.inject(str(data["fault"]), int(data.get("times", 1)))
+            elif method == "POST" and path == "/_fake/config":
+                self.configure(**data)
+            else:
+                return _json(404, {"error": f"no control endpoint {method} {path}"})
+            return _json(200, self.stats())
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": f"{type(exc).__name__}: {exc}"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # many benchmark clients connect at once
+
+    def __init__(self, fake: FakeSES, port: int) -> None:
+        super().__init__((HOST, port), _Handler)
+        self.fake = fake
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def close_connections(self) -> None:
+        with self.connections_lock:
+            for connection in self.connections:
+                with contextlib.suppress(OSError):  # already closed by the client
+                    connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # botocore keeps connections alive; HTTP/1.1 with Content-Length on every answer allows it
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        with contextlib.suppress(OSError):  # flushing to a client that already left
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one stderr line per request would drown test and benchmark output
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        url = urllib.parse.urlsplit(self.path)
+        try:
+            reply = self.server.fake._handle(self.command, url.path, url.query, body)
+        except Exception as exc:  # a bug or a bad fault_plan must not hang the client
+            reply = _json(500, {"message": repr(exc)}, {"x-amzn-ErrorType": "InternalFailure"})
+        if reply.drop:  # no answer at all: the socket is closed once this returns
+            self.close_connection = True
+            return
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except OSError:  # the client gave up waiting (a "timeout" fault)
+            self.close_connection = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sendwell.testing.fake_ses", description="Serve a fake SES on 127.0.0.1."
+    )
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--rate", type=float, default=14.0, help="MaxSendRate, recipients/s")
+    parser.add_argument("--quota", type=int, default=50_000, help="Max24HourSend (-1: unlimited)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each send")
+    parser.add_argument("--enforce-rate", action="store_true", help="refuse over rate/quota")
+    parser.add_argument("--timeout-seconds", type=float, default=5.0)
+    parser.add_argument("--accept-on-timeout", action="store_true")
+    parser.add_argument("--verified", action="append", help="verified identity (repeatable)")
+    parser.add_argument("--sandbox", action="store_true", help="report no production access")
+    args = parser.parse_args(argv)
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    with FakeSES(
+        port=args.port,
+        max_send_rate=args.rate,
+        max_24_hour_send=args.quota,
+        latency=args.latency,
+        enforce_rate=args.enforce_rate,
+        timeout_seconds=args.timeout_seconds,
+        accept_on_timeout=args.accept_on_timeout,
+        verified_identities=args.verified,
+        production_access=not args.sandbox,
+    ) as ses:
+        print(ses.endpoint_url, flush=True)  # first line of output: parents read it
+        while not stopped.wait(0.2):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
