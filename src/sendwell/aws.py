@@ -50,7 +50,7 @@ def _create_client(options: SESOptions) -> Any:
         region_name=options.region_name,
     )
     config = Config(
-        retries={"mode": "standard", "max_attempts": options.max_attempts},
+        retries={"mode": "standard", "total_max_attempts": options.max_attempts},
         connect_timeout=options.connect_timeout,
         read_timeout=options.read_timeout,
         # Several threads (a threaded worker, gunicorn threads) share this client.
