@@ -458,6 +458,9 @@ def main() -> int:
     except KeyboardInterrupt:
         print("\ndemo interrupted; servers stopped", file=sys.stderr)
         return 130
+    except SystemExit:
+        print("\ndemo terminated; servers stopped", file=sys.stderr)
+        raise
     step(f"delivered {len(deliveries)} messages in {time.monotonic() - started:.1f}s")
     print_table(deliveries)
     print(
