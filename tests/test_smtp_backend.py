@@ -324,7 +324,7 @@ def silent_mailer(**options: Any) -> SMTPBackend:
     options.setdefault("timeout", 5)
     if HAS_MAILERS:
         return mailer(fail_silently=True, **options)
-    # RemovedInDjango70Warning: Django 5.2 passes fail_silently to get_connection().
+    # RemovedInSendwellDjango52: Django 5.2 passes fail_silently to get_connection().
     from django.core.mail import get_connection  # noqa: PLC0415
 
     with mailer_settings(BACKEND, **options):

@@ -33,15 +33,15 @@ from sendwell.options import SecretStr, raise_for, smtp_problems
 from sendwell.transports.smtp import translate_smtp_error
 
 if TYPE_CHECKING:
-    from _typeshed import StrOrBytesPath
+    from _typeshed import StrOrBytesPath, StrPath
     from django.core.mail.message import EmailMessage
 
 __all__ = ["SMTPBackend"]
 
-# RemovedInDjango70Warning: Django 5.2 has no MAILERS; backends read the EMAIL_* settings.
+# RemovedInSendwellDjango52: Django 5.2 has no MAILERS; backends read the EMAIL_* settings.
 _HAS_MAILERS = django.VERSION >= (6, 1)
 
-# RemovedInDjango70Warning: the names of the classic settings, for error messages.
+# RemovedInDjango70Warning: the classic settings (alias None), for error messages.
 _SETTING_NAMES = {
     "port": "EMAIL_PORT",
     "use_tls": "EMAIL_USE_TLS",
@@ -55,7 +55,7 @@ class SMTPBackend(EmailBackend):
     """Django's SMTP email backend with sendwell's errors and an ``ssl_cafile`` option."""
 
     alias: str | None
-    ssl_cafile: str | None
+    ssl_cafile: StrPath | None
     # Django's own (private, in 5.2 and 6.1): the connection while open() sets it up.
     _partial_connection: smtplib.SMTP | None
 
@@ -72,7 +72,7 @@ class SMTPBackend(EmailBackend):
         ssl_keyfile: StrOrBytesPath | None = None,
         ssl_certfile: StrOrBytesPath | None = None,
         *,
-        ssl_cafile: str | None = None,
+        ssl_cafile: StrPath | None = None,
         alias: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -189,9 +189,9 @@ class SMTPBackend(EmailBackend):
         """Close the socket of a connection that failed to open.
 
         Django keeps it to send QUIT on the next open() or close(), which a failing caller
-        rarely makes: the socket then lives as long as the exception and its traceback (the
-        outbox keeps those), one file descriptor per failed attempt. A connection that failed
-        half-way has nothing worth a polite QUIT, which could itself wait out the timeout.
+        rarely makes: the socket then lives as long as the exception and its traceback, one file
+        descriptor per failed attempt. A connection that failed half-way has nothing worth a
+        polite QUIT, which could itself wait out the timeout.
         """
         partial = self._partial_connection
         self._partial_connection = None

@@ -16,6 +16,7 @@ them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.message
 import email.policy
 import logging
@@ -116,7 +117,8 @@ class _BoundController(Controller):
         # Since Python 3.12 the listener waits for every client connection to end, and a
         # client that gave up mid-conversation (the very case error tests create) may keep its
         # socket open; TLS ones then wait out asyncio's 30 s shutdown timeout. Cut them first.
-        self.loop.call_soon_threadsafe(self._abort_sessions)
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self._abort_sessions)
         super().stop(no_assert)
 
     def _abort_sessions(self) -> None:
@@ -271,7 +273,6 @@ class LocalSMTPServer:
             smtp_options["tls_context"] = server_context
             smtp_options["require_starttls"] = self.require_starttls
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((LOCALHOST, 0))
         controller = _BoundController(
             _RecordingHandler(self),
@@ -282,6 +283,9 @@ class LocalSMTPServer:
         try:
             controller.start()
         except BaseException:
+            # start() can fail with the serving thread already running: end it too.
+            with contextlib.suppress(Exception):
+                controller.stop(no_assert=True)
             sock.close()
             self._remove_files()
             raise

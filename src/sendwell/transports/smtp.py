@@ -349,17 +349,19 @@ def _other_smtp(exc: smtplib.SMTPException, where: str, username: str | None) ->
 
 
 def _certificate(exc: ssl.SSLCertVerificationError, host: str, where: str) -> DeliveryError:
+    # getattr: the C code sets these attributes, an SSLError made in Python has none of them.
+    reason = getattr(exc, "reason", None)
+    detail = getattr(exc, "verify_message", None) or reason or exc
     remedy = None
-    if exc.verify_code == _X509_V_ERR_HOSTNAME_MISMATCH:
+    if getattr(exc, "verify_code", None) == _X509_V_ERR_HOSTNAME_MISMATCH:
         remedy = (
             f"the certificate is valid, but not for {host!r}: set EMAIL_HOST to a name on the "
             "certificate (for SES: email-smtp.<region>.amazonaws.com, not an IP address or alias)"
         )
     return TLSCertificateError(
-        f"the TLS certificate of SMTP server {where} could not be verified "
-        f"({exc.verify_message or exc.reason or exc})",
+        f"the TLS certificate of SMTP server {where} could not be verified ({detail})",
         remedy=remedy,
-        code=str(exc.reason or "CERTIFICATE_VERIFY_FAILED"),
+        code=str(reason or "CERTIFICATE_VERIFY_FAILED"),
         transport=TRANSPORT,
     )
 
@@ -381,7 +383,7 @@ def _timeout(exc: TimeoutError, where: str, port: int) -> DeliveryError:
 
 
 def _tls_failure(exc: ssl.SSLError, where: str, port: int) -> DeliveryError:
-    reason = exc.reason or type(exc).__name__
+    reason = getattr(exc, "reason", None) or type(exc).__name__
     message = f"the TLS handshake with SMTP server {where} failed ({exc})"
     if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError):
         # The peer hung up mid-handshake: a dropped connection, not a configuration mistake.
