@@ -1,0 +1,45 @@
+"""Session-wide Redis and PostgreSQL servers (real ones, on 127.0.0.1) for tests that need them.
+
+Import the fixtures into a test module (or a conftest.py)::
+
+    from tests.server_fixtures import postgres_server, redis_server  # noqa: F401
+
+Each server starts once per test session, on first use, and is stopped at the end. Tests share
+it, so they must not rely on it being empty: use their own keys, tables or databases.
+
+A missing redis-server or PostgreSQL is a test *error* with the install command, never a skip:
+a skipped test would let CI look green while testing nothing (.ci/run installs both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sendwell.testing.servers import PostgresServer, RedisServer, ServerNotInstalled
+
+__all__ = ["postgres_server", "redis_server"]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A ``redis-server`` without persistence; connect with ``redis_server.url``."""
+    try:
+        server = RedisServer()
+    except ServerNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throw-away PostgreSQL cluster with database ``sendwell``; see ``.dsn`` and
+    ``.django_database()``."""
+    try:
+        server = PostgresServer()
+    except ServerNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with server:
+        yield server
