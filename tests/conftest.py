@@ -16,7 +16,7 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 
-from sendwell import aws  # noqa: E402
+from sendwell import aws, quota  # noqa: E402
 from sendwell.testing.moto_ses import LocalSESServer  # noqa: E402
 
 SENDER = "sender@example.com"
@@ -40,3 +40,15 @@ def ses(moto_server: LocalSESServer) -> LocalSESServer:
 def _fresh_clients() -> Iterator[None]:
     yield
     aws.clear_clients()
+    quota.clear_cache()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every sendwell backend records what it sends, so every test may use the database.
+
+    Tests that send from several threads or processes mark themselves
+    ``django_db(transaction=True)``: other connections cannot see rows inside a test transaction.
+    """
+    for item in items:
+        if item.get_closest_marker("django_db") is None:
+            item.add_marker(pytest.mark.django_db)

@@ -3,6 +3,10 @@
 Email settings are set per test with ``override_settings`` (MAILERS on Django 6.1, EMAIL_* on 5.2).
 """
 
+import os
+import tempfile
+from pathlib import Path
+
 SECRET_KEY = "sendwell-tests-only"
 DEBUG = False
 USE_TZ = True
@@ -14,10 +18,32 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "sendwell",
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# A file, not ":memory:": tests that send from several threads or worker processes need SQLite's
+# real locking (WAL, busy timeout), which a shared-cache in-memory database does not have.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get(
+            "SENDWELL_TEST_DB", str(Path(tempfile.gettempdir()) / "sendwell.sqlite3")
+        ),
+        "TEST": {
+            "NAME": os.environ.get("SENDWELL_TEST_DB")
+            or str(Path(tempfile.gettempdir()) / f"sendwell-test-{os.getpid()}.sqlite3")
+        },
+        "OPTIONS": {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "tests.urls"
-MIDDLEWARE: list[str] = []
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -40,3 +66,7 @@ import django  # noqa: E402
 if django.VERSION >= (6, 1):
     # Tests choose their mailer with override_settings; this only opts in to MAILERS.
     MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+
+# moto's SES reports the sandbox's limits (1/s): tests that are not about rate limiting send
+# faster than that. The rate-limiting tests override these.
+SENDWELL = {"MAX_SEND_RATE": 10_000, "MAX_24_HOUR_SEND": 10_000_000}

@@ -8,6 +8,7 @@ import threading
 import pytest
 from django.core import mail
 from django.core.mail import EmailMessage, send_mail
+from django.db import connections
 
 from sendwell import aws
 from sendwell.backends import SESBackend
@@ -220,6 +221,7 @@ def test_unreachable_endpoint_is_a_retryable_connection_error() -> None:
     assert isinstance(excinfo.value, ConnectionError)
 
 
+@pytest.mark.django_db(transaction=True)
 def test_one_client_per_configuration_shared_across_threads(ses: LocalSESServer) -> None:
     clients = set()
 
@@ -227,6 +229,7 @@ def test_one_client_per_configuration_shared_across_threads(ses: LocalSESServer)
         b = backend(ses)
         b.send_messages([EmailMessage("Hi", "Body", SENDER, ["to@example.net"])])
         clients.add(id(b.transport.client))
+        connections.close_all()
 
     threads = [threading.Thread(target=send) for _ in range(8)]
     for thread in threads:

@@ -54,3 +54,53 @@ def configured_backends() -> Iterator[tuple[str, str, dict[str, Any]]]:
             yield (f"MAILERS[{alias!r}]", str(backend), options)
     else:  # RemovedInSendwellDjango52
         yield ("EMAIL_BACKEND", settings.EMAIL_BACKEND, {})
+
+
+# sendwell's own settings: ``SENDWELL = {...}`` in settings, each with its default here.
+DEFAULTS: dict[str, Any] = {
+    # Account limits. None: read them from SES (GetAccount / GetSendQuota) and refresh them.
+    # Set them for accounts whose credentials may not call those, or to send slower on purpose.
+    "MAX_SEND_RATE": None,  # recipients per second
+    "MAX_24_HOUR_SEND": None,  # recipients per rolling 24 hours
+    "QUOTA_REFRESH_SECONDS": 300,
+    # Limits used when SES cannot be asked and nothing is set: the SES sandbox's.
+    "FALLBACK_SEND_RATE": 1.0,
+    "FALLBACK_24_HOUR_SEND": 200,
+    # Send at this fraction of the account's rate, so that network jitter between several
+    # workers never makes SES see one second over its limit.
+    "RATE_FRACTION": 0.97,
+    # "database" (default, no extra service) or "redis" (REDIS_URL) for the shared limiter.
+    "RATE_LIMITER": "database",
+    "REDIS_URL": None,
+    # The synchronous backends never wait for the rate limiter longer than this (seconds);
+    # past it they raise ThrottledError (retryable). 0 = never sleep in a web request.
+    "SYNC_MAX_WAIT": 0.0,
+    # Retries: exponential backoff with full jitter, base * 2**(attempt-1), capped.
+    "MAX_ATTEMPTS": 8,
+    "MAX_AGE_SECONDS": 24 * 3600,
+    "BACKOFF_BASE_SECONDS": 10.0,
+    "BACKOFF_MAX_SECONDS": 3600.0,
+    # A worker's claim on a message; past it another worker may take the message over.
+    "LEASE_SECONDS": 120,
+    # Worker side: messages claimed at once by one delivery task, and threads sending them.
+    "BATCH_SIZE": 50,
+    "CONCURRENCY": 8,
+    # How long one delivery task drains the outbox before handing over to a fresh task.
+    "TASK_TIME_BUDGET_SECONDS": 60.0,
+    # django.tasks backend alias and queue for delivery tasks.
+    "TASK_BACKEND": "default",
+    "TASK_QUEUE": "default",
+    # Failover: SES retryable failures before one message goes out over SMTP instead, and the
+    # circuit breaker that sends everything over SMTP for a while after consecutive failures.
+    "FAILOVER_AFTER_ATTEMPTS": 2,
+    "CIRCUIT_BREAKER_THRESHOLD": 5,
+    "CIRCUIT_BREAKER_SECONDS": 60.0,
+}
+
+
+def setting(name: str) -> Any:
+    """``settings.SENDWELL[name]`` or its default (read on every call: override_settings works)."""
+    configured = getattr(settings, "SENDWELL", None) or {}
+    if name in configured:
+        return configured[name]
+    return DEFAULTS[name]

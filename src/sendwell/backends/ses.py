@@ -9,8 +9,8 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
 from sendwell import conf
+from sendwell.delivery import Route, send_now
 from sendwell.exceptions import DeliveryError
-from sendwell.mime import prepare
 from sendwell.options import ses_options
 from sendwell.transports.ses import SESTransport
 
@@ -45,6 +45,7 @@ class SESBackend(BaseEmailBackend):
         self.fail_silently = fail_silently
         self.options = ses_options(options, where=f"SESBackend({alias or 'EMAIL_BACKEND'})")
         self.transport = SESTransport(self.options)
+        self.route = Route(ses=self.transport, smtp=None)
 
     def __repr__(self) -> str:
         return (
@@ -56,14 +57,13 @@ class SESBackend(BaseEmailBackend):
         sent = 0
         for message in email_messages or ():
             try:
-                prepared = prepare(message, configuration_set=self.options.configuration_set)
-                if prepared is None:
-                    continue
-                calls = self.transport.send(prepared)
+                calls = send_now(message, self.route, mailer=self.alias or "default")
             except DeliveryError:
                 if self.fail_silently:
                     continue
                 raise
+            if calls is None:  # no recipients
+                continue
             message.ses_message_ids = [call.message_id for call in calls]  # type: ignore[attr-defined]
             message.ses_message_id = calls[0].message_id  # type: ignore[attr-defined]
             sent += 1

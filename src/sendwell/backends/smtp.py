@@ -28,9 +28,10 @@ from django.conf import settings
 from django.core.mail.backends.smtp import EmailBackend
 from django.utils.functional import cached_property
 
+from sendwell.delivery import Route, send_now
 from sendwell.exceptions import ConfigurationError, DeliveryError
 from sendwell.options import SecretStr, raise_for, smtp_problems
-from sendwell.transports.smtp import translate_smtp_error
+from sendwell.transports.smtp import SMTPTransport, translate_smtp_error
 
 if TYPE_CHECKING:
     from _typeshed import StrOrBytesPath, StrPath
@@ -175,15 +176,37 @@ class SMTPBackend(EmailBackend):
         except OSError as exc:
             raise self._translate(exc) from exc
 
+    @cached_property
+    def route(self) -> Route:
+        """How sendwell's delivery code reaches this server: through this backend's connection."""
+        return Route(ses=None, smtp=SMTPTransport(backend=self))
+
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        # Django's _send() swallows SMTPException when fail_silently is on; what still escapes
-        # (a reset connection mid-message, or anything with fail_silently off) is translated.
-        try:
-            return super().send_messages(email_messages)
-        except DeliveryError:
-            raise  # already translated by open() or close()
-        except OSError as exc:
-            raise self._translate(exc) from exc
+        """Send over one connection, as Django does, recording each message in the outbox."""
+        if not email_messages:
+            return 0
+        with self._lock:
+            try:
+                new_connection = self.open()
+            except DeliveryError:
+                if self.fail_silently:
+                    return 0
+                raise
+            if not self.connection or new_connection is None:
+                return 0  # open() failed silently
+            sent = 0
+            try:
+                for message in email_messages:
+                    try:
+                        if send_now(message, self.route, mailer=self.alias or "default"):
+                            sent += 1
+                    except DeliveryError:
+                        if not self.fail_silently:
+                            raise
+            finally:
+                if new_connection:
+                    self.close()
+        return sent
 
     def _drop_partial_connection(self) -> None:
         """Close the socket of a connection that failed to open.

@@ -7,7 +7,6 @@ into sendwell's exceptions (retryable, quota or permanent, each with its remedy)
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,14 +34,7 @@ from sendwell.exceptions import (
 )
 from sendwell.mime import PreparedMessage
 from sendwell.options import MAX_RECIPIENTS_PER_CALL, SESOptions
-
-
-@dataclasses.dataclass(frozen=True)
-class AcceptedCall:
-    """One SES call that succeeded: its message id and the envelope recipients it carried."""
-
-    message_id: str
-    recipients: tuple[str, ...]
+from sendwell.transports.base import AcceptedCall
 
 
 def recipient_chunks(recipients: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
@@ -54,6 +46,7 @@ class SESTransport:
     """Sends prepared messages through the shared boto3 client for ``options``."""
 
     name = "ses"
+    max_recipients = MAX_RECIPIENTS_PER_CALL
 
     def __init__(self, options: SESOptions) -> None:
         self.options = options

@@ -1,0 +1,491 @@
+"""Delivery: the one code path every message takes, queued or not.
+
+record -> claim -> (per chunk of recipients) throttle -> transport -> record the outcome.
+
+The synchronous backends call :func:`send_now`; the outbox worker calls :func:`claim` and
+:func:`deliver`. Rate limiting, error classification, retries, failover and recording therefore
+exist once. Recipients are recorded as sent chunk by chunk, as soon as SES (or the SMTP server)
+accepts them, so a retry or a worker that takes over an expired claim sends only to the ones that
+are still pending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.core.mail import EmailMessage
+from django.db import connection, transaction
+from django.utils import timezone
+
+from sendwell import conf, quota
+from sendwell.exceptions import (
+    DeliveryError,
+    Disposition,
+    ThrottledError,
+    TransportTimeoutError,
+)
+from sendwell.mime import PreparedMessage, prepare
+from sendwell.models import (
+    DUE_STATUSES,
+    PENDING_RECIPIENT_STATUSES,
+    Attempt,
+    AttemptOutcome,
+    CircuitState,
+    Message,
+    MessageStatus,
+    Recipient,
+    RecipientStatus,
+    Transport,
+)
+from sendwell.ratelimit import Reservation, limiter_for
+from sendwell.transports.base import AcceptedCall
+from sendwell.transports.base import Transport as TransportProtocol
+from sendwell.transports.ses import SESTransport
+
+logger = logging.getLogger("sendwell.delivery")
+
+_WORKER_PREFIX = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """The transports a mailer may use for a message."""
+
+    ses: SESTransport | None
+    smtp: TransportProtocol | None
+    failover: bool = False
+
+    @property
+    def name(self) -> str:
+        if self.ses is not None and self.smtp is not None and self.failover:
+            return Transport.FAILOVER
+        return Transport.SES if self.ses is not None else Transport.SMTP
+
+
+def worker_name() -> str:
+    return f"{_WORKER_PREFIX}:{uuid.uuid4().hex[:8]}"
+
+
+# --- recording ------------------------------------------------------------------------------
+
+
+def build_record(
+    email: EmailMessage, route: Route, *, mailer: str
+) -> tuple[Message, list[str]] | None:
+    """An unsaved :class:`Message` for ``email`` and its envelope recipients (None: nobody).
+
+    Everything that can be wrong with a message is found here, in the caller's request, not by a
+    worker later: addresses, headers, tags, size.
+    """
+    default_set = route.ses.options.configuration_set if route.ses is not None else None
+    prepared = prepare(email, configuration_set=default_set)
+    if prepared is None:
+        return None
+    if route.ses is not None:
+        route.ses.check_size(prepared)
+    message = Message(
+        mailer=mailer,
+        transport=route.name,
+        from_email=prepared.envelope_from,
+        subject=str(email.subject)[:998],
+        raw=prepared.raw,
+        configuration_set=prepared.configuration_set or "",
+        tags=dict(prepared.tags),
+    )
+    return message, list(prepared.recipients)
+
+
+def save_records(
+    records: Sequence[tuple[Message, list[str]]], *, status: str, claim: str = ""
+) -> None:
+    """Insert messages and recipients (the caller provides the transaction)."""
+    now = timezone.now()
+    messages = [message for message, _ in records]
+    for message in messages:
+        message.status = status
+        message.claimed_by = claim
+        message.next_attempt_at = (
+            now + timedelta(seconds=float(conf.setting("LEASE_SECONDS"))) if claim else now
+        )
+    Message.objects.bulk_create(messages)
+    Recipient.objects.bulk_create(
+        [
+            Recipient(message=message, address=address)
+            for message, addresses in records
+            for address in addresses
+        ]
+    )
+
+
+# --- claiming -------------------------------------------------------------------------------
+
+
+def claim(limit: int, worker: str) -> list[Message]:
+    """Claim up to ``limit`` due messages for ``worker``: no other worker can have them.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so that concurrent workers take different
+    rows without waiting. SQLite allows one writer at a time, so a single ``UPDATE`` whose
+    condition re-checks the status is already exclusive.
+    """
+    now = timezone.now()
+    lease_end = now + timedelta(seconds=float(conf.setting("LEASE_SECONDS")))
+    token = f"{worker}:{uuid.uuid4().hex[:8]}"
+    due = Message.objects.filter(status__in=DUE_STATUSES, next_attempt_at__lte=now)
+    if connection.features.has_select_for_update_skip_locked:
+        with transaction.atomic():
+            ids = list(
+                due.order_by("next_attempt_at")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[:limit]
+            )
+            if ids:
+                Message.objects.filter(pk__in=ids).update(
+                    status=MessageStatus.SENDING, claimed_by=token, next_attempt_at=lease_end
+                )
+    else:
+        oldest = due.order_by("next_attempt_at").values("pk")[:limit]
+        # The outer filter repeats the condition, so a row claimed meanwhile is not taken again.
+        due.filter(pk__in=oldest).update(
+            status=MessageStatus.SENDING, claimed_by=token, next_attempt_at=lease_end
+        )
+    return list(Message.objects.filter(claimed_by=token, status=MessageStatus.SENDING))
+
+
+def _release(message: Message, **fields: object) -> bool:
+    """Update ``message`` only while we still hold its claim."""
+    fields.setdefault("claimed_by", "")
+    updated = Message.objects.filter(pk=message.pk, claimed_by=message.claimed_by).update(
+        **fields, updated_at=timezone.now()
+    )
+    for name, value in fields.items():
+        setattr(message, name, value)
+    return bool(updated)
+
+
+# --- delivering -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Outcome:
+    status: str
+    accepted: list[AcceptedCall] = dataclasses.field(default_factory=list)
+    error: DeliveryError | None = None
+
+
+def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> Outcome:
+    """Deliver a claimed message to its pending recipients; record everything that happens."""
+    pending = list(
+        message.recipients.filter(status__in=PENDING_RECIPIENT_STATUSES).values_list(
+            "pk", "address"
+        )
+    )
+    accepted: list[AcceptedCall] = []
+    if not pending:
+        _finish_sent(message, route, accepted)
+        return Outcome(MessageStatus.SENT, accepted)
+    transport = _choose_transport(message, route)
+    limiter = (
+        limiter_for(quota.bucket_name(route.ses.options))
+        if transport is route.ses and route.ses is not None
+        else None
+    )
+    size = transport.max_recipients
+    for start in range(0, len(pending), size):
+        chunk = pending[start : start + size]
+        reservation: Reservation | None = None
+        if limiter is not None and route.ses is not None:
+            limits = quota.current_limits(route.ses.options)
+            reservation = limiter.reserve(len(chunk), limits, max_wait=max_wait)
+            if not reservation.allowed:
+                return _throttled(message, reservation, accepted, transport.name, worker)
+            if reservation.wait > 0:
+                time.sleep(reservation.wait)
+        started = timezone.now()
+        prepared = PreparedMessage(
+            envelope_from=message.from_email,
+            recipients=tuple(address for _, address in chunk),
+            raw=bytes(message.raw),
+            configuration_set=message.configuration_set or None,
+            tags=tuple(message.tags.items()),
+        )
+        try:
+            calls = transport.send(prepared)
+        except DeliveryError as error:
+            calls = list(error.accepted)
+            if calls:
+                _record_chunk(
+                    message,
+                    chunk=chunk,
+                    calls=calls,
+                    transport_name=transport.name,
+                    started=started,
+                    worker=worker,
+                )
+            if limiter is not None and reservation is not None and _certainly_refused(error):
+                not_sent = len(chunk) - sum(len(call.recipients) for call in calls)
+                limiter.refund(not_sent, reservation)
+            return _failed_attempt(
+                message,
+                route=route,
+                transport=transport,
+                error=error,
+                started=started,
+                worker=worker,
+                accepted=accepted,
+            )
+        _record_chunk(
+            message,
+            chunk=chunk,
+            calls=calls,
+            transport_name=transport.name,
+            started=started,
+            worker=worker,
+        )
+        accepted.extend(calls)
+    if transport is route.ses and route.failover:
+        _circuit_success(route)
+    _finish_sent(message, route, accepted, transport_name=transport.name)
+    return Outcome(MessageStatus.SENT, accepted)
+
+
+def _choose_transport(message: Message, route: Route) -> TransportProtocol:
+    if route.ses is None:
+        assert route.smtp is not None
+        return route.smtp
+    if route.smtp is None or not route.failover:
+        return route.ses
+    if message.attempt_count >= int(conf.setting("FAILOVER_AFTER_ATTEMPTS")):
+        return route.smtp
+    state = CircuitState.objects.filter(name=_circuit_name(route)).first()
+    if state is not None and state.is_open():
+        return route.smtp
+    return route.ses
+
+
+def _certainly_refused(error: DeliveryError) -> bool:
+    # A timeout may hide an accepted message: its quota stays counted.
+    return not isinstance(error, TransportTimeoutError)
+
+
+def _record_chunk(
+    message: Message,
+    *,
+    chunk: list[tuple[int, str]],
+    calls: list[AcceptedCall],
+    transport_name: str,
+    started: datetime,
+    worker: str,
+) -> None:
+    now = timezone.now()
+    by_address = {address.lower(): call.message_id for call in calls for address in call.recipients}
+    with transaction.atomic():
+        for call in calls:
+            ids = [
+                pk
+                for pk, address in chunk
+                if address.lower() in {a.lower() for a in call.recipients}
+            ]
+            Recipient.objects.filter(pk__in=ids).update(
+                status=RecipientStatus.SENT,
+                ses_message_id=call.message_id,
+                transport=transport_name,
+                sent_at=now,
+                error="",
+            )
+        Attempt.objects.create(
+            message=message,
+            started_at=started,
+            finished_at=now,
+            transport=transport_name,
+            outcome=AttemptOutcome.SENT,
+            recipients=len(by_address),
+            ses_message_ids=[call.message_id for call in calls if call.message_id],
+            worker=worker,
+        )
+    message.ses_message_ids = [
+        *message.ses_message_ids,
+        *(c.message_id for c in calls if c.message_id),
+    ]
+
+
+def _finish_sent(
+    message: Message, route: Route, accepted: list[AcceptedCall], *, transport_name: str = ""
+) -> None:
+    _release(
+        message,
+        status=MessageStatus.SENT,
+        sent_at=timezone.now(),
+        next_attempt_at=None,
+        delivered_by=transport_name or message.delivered_by,
+        ses_message_ids=message.ses_message_ids,
+        last_error="",
+        last_error_code="",
+    )
+
+
+def _throttled(
+    message: Message,
+    reservation: Reservation,
+    accepted: list[AcceptedCall],
+    transport_name: str,
+    worker: str,
+) -> Outcome:
+    """The limiter said "not now": defer to when there is room (not an attempt, not an error)."""
+    retry_at = reservation.retry_at or time.time() + 1
+    reason = (
+        "daily sending quota reached; deferred until the 24-hour window has room"
+        if reservation.reason == "quota"
+        else "send rate limit reached; deferred"
+    )
+    error = ThrottledError(f"sendwell: {reason}", transport=transport_name)
+    _release(
+        message,
+        status=MessageStatus.DEFERRED,
+        next_attempt_at=datetime.fromtimestamp(retry_at, tz=timezone.get_current_timezone()),
+        last_error=reason,
+        last_error_code=f"sendwell.{reservation.reason}",
+    )
+    Recipient.objects.filter(message=message, status=RecipientStatus.SENDING).update(
+        status=RecipientStatus.DEFERRED
+    )
+    return Outcome(MessageStatus.DEFERRED, accepted, error)
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+    base = float(conf.setting("BACKOFF_BASE_SECONDS"))
+    cap = float(conf.setting("BACKOFF_MAX_SECONDS"))
+    return random.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))  # noqa: S311 - jitter
+
+
+def _failed_attempt(
+    message: Message,
+    *,
+    route: Route,
+    transport: TransportProtocol,
+    error: DeliveryError,
+    started: datetime,
+    worker: str,
+    accepted: list[AcceptedCall],
+) -> Outcome:
+    now = timezone.now()
+    attempts = message.attempt_count
+    if error.disposition is Disposition.DEFER:
+        outcome, status = AttemptOutcome.DEFERRED, MessageStatus.DEFERRED
+        next_at: datetime | None = now + timedelta(seconds=600)
+    elif error.disposition is Disposition.RETRY:
+        attempts += 1
+        if transport is route.ses and route.failover and route.smtp is not None:
+            _circuit_failure(route)
+        age = (now - message.created_at).total_seconds()
+        if (
+            route.failover
+            and route.smtp is not None
+            and transport is route.ses
+            and (attempts >= int(conf.setting("FAILOVER_AFTER_ATTEMPTS")))
+        ):
+            outcome, status, next_at = AttemptOutcome.FAILED_OVER, MessageStatus.DEFERRED, now
+        elif attempts >= int(conf.setting("MAX_ATTEMPTS")) or age >= float(
+            conf.setting("MAX_AGE_SECONDS")
+        ):
+            outcome, status, next_at = AttemptOutcome.FAILED, MessageStatus.FAILED, None
+        else:
+            outcome, status = AttemptOutcome.RETRY, MessageStatus.DEFERRED
+            next_at = now + timedelta(seconds=backoff_seconds(attempts))
+    else:
+        attempts += 1
+        outcome, status, next_at = AttemptOutcome.FAILED, MessageStatus.FAILED, None
+
+    with transaction.atomic():
+        Attempt.objects.create(
+            message=message,
+            started_at=started,
+            finished_at=now,
+            transport=transport.name,
+            outcome=outcome,
+            recipients=0,
+            error_code=error.code or type(error).__name__,
+            error=str(error),
+            worker=worker,
+        )
+        pending = Recipient.objects.filter(message=message, status__in=PENDING_RECIPIENT_STATUSES)
+        if status == MessageStatus.FAILED:
+            pending.update(status=RecipientStatus.FAILED, error=str(error))
+        else:
+            pending.update(status=RecipientStatus.DEFERRED)
+        _release(
+            message,
+            status=status,
+            attempt_count=attempts,
+            next_attempt_at=next_at,
+            last_error=str(error),
+            last_error_code=error.code or type(error).__name__,
+            ses_message_ids=message.ses_message_ids,
+        )
+    log = logger.warning if status == MessageStatus.FAILED else logger.info
+    log("sendwell message %s: %s after attempt %s: %s", message.pk, outcome, attempts, error)
+    return Outcome(status, accepted, error)
+
+
+# --- the failover circuit breaker -----------------------------------------------------------
+
+
+def _circuit_name(route: Route) -> str:
+    assert route.ses is not None
+    return quota.bucket_name(route.ses.options)
+
+
+def _circuit_failure(route: Route) -> None:
+    name = _circuit_name(route)
+    with transaction.atomic():
+        state, _ = CircuitState.objects.select_for_update().get_or_create(name=name)
+        state.consecutive_failures += 1
+        if state.consecutive_failures >= int(conf.setting("CIRCUIT_BREAKER_THRESHOLD")):
+            seconds = float(conf.setting("CIRCUIT_BREAKER_SECONDS"))
+            state.open_until = timezone.now() + timedelta(seconds=seconds)
+        state.save()
+
+
+def _circuit_success(route: Route) -> None:
+    CircuitState.objects.filter(name=_circuit_name(route), consecutive_failures__gt=0).update(
+        consecutive_failures=0, open_until=None
+    )
+
+
+# --- the synchronous path -------------------------------------------------------------------
+
+
+def send_now(email: EmailMessage, route: Route, *, mailer: str) -> list[AcceptedCall] | None:
+    """Record and deliver ``email`` now, in the caller's thread; raise its DeliveryError if any.
+
+    Never waits for the rate limiter longer than ``SYNC_MAX_WAIT`` (0: never sleeps in a web
+    request): past it the message is recorded as failed and ThrottledError (retryable) raised.
+    """
+    record = build_record(email, route, mailer=mailer)
+    if record is None:
+        return None
+    worker = worker_name()
+    claim_token = f"{worker}:sync"
+    save_records([record], status=MessageStatus.SENDING, claim=claim_token)
+    message = record[0]
+    outcome = deliver(message, route, worker=worker, max_wait=float(conf.setting("SYNC_MAX_WAIT")))
+    if outcome.error is None:
+        return outcome.accepted
+    if outcome.status != MessageStatus.FAILED:
+        # The caller gets the error and decides; the outbox must not also retry it behind its
+        # back (that would send twice). An operator can retry it from the admin.
+        Message.objects.filter(pk=message.pk).update(
+            status=MessageStatus.FAILED, next_attempt_at=None, claimed_by=""
+        )
+        Recipient.objects.filter(message=message, status__in=PENDING_RECIPIENT_STATUSES).update(
+            status=RecipientStatus.FAILED, error=str(outcome.error)
+        )
+    raise outcome.error

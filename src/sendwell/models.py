@@ -1,0 +1,226 @@
+"""The outbox: every message sendwell handles, each recipient's fate, and every attempt.
+
+The outbox is the truth. A task queue may lose or repeat a job; a worker may die mid-send. A
+message is only ever sent by the worker that holds its claim (``status=sending`` with a lease), and
+one indexed query finds everything that is due, including expired leases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "queued", _("queued")  # waiting for its first attempt
+    SENDING = "sending", _("sending")  # claimed by a worker until next_attempt_at (the lease)
+    SENT = "sent", _("sent")  # every recipient was accepted (or suppressed)
+    DEFERRED = "deferred", _("deferred")  # waiting for a retry, or for room in the daily quota
+    FAILED = "failed", _("failed")  # permanent error, or retries exhausted
+    SUPPRESSED = "suppressed", _("suppressed")  # every recipient is on the suppression list
+    CANCELLED = "cancelled", _("cancelled")  # cancelled by an operator before it was sent
+
+
+# The statuses a worker may pick up once next_attempt_at has passed. For SENDING rows that time is
+# the end of the lease: a worker that died mid-send leaves its claim to expire; then it is
+# reclaimed.
+DUE_STATUSES = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
+
+
+class RecipientStatus(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    SENDING = "sending", _("sending")
+    SENT = "sent", _("sent")  # accepted by SES or the SMTP server
+    FAILED = "failed", _("failed")
+    DEFERRED = "deferred", _("deferred")
+    SUPPRESSED = "suppressed", _("suppressed")
+    # Set later by SES event notifications (the feedback loop).
+    DELIVERED = "delivered", _("delivered")
+    BOUNCED = "bounced", _("bounced")
+    COMPLAINED = "complained", _("complained")
+
+
+PENDING_RECIPIENT_STATUSES = (
+    RecipientStatus.QUEUED,
+    RecipientStatus.SENDING,
+    RecipientStatus.DEFERRED,
+)
+
+
+class Transport(models.TextChoices):
+    SES = "ses", "SES"
+    SMTP = "smtp", "SMTP"
+    FAILOVER = "failover", _("SES, failing over to SMTP")
+
+
+class Message(models.Model):
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # The MAILERS alias (or "default") whose options deliver it; the worker looks them up there.
+    mailer = models.CharField(max_length=100, default="default")
+    transport = models.CharField(max_length=10, choices=Transport.choices)
+    from_email = models.CharField(_("envelope sender"), max_length=320)
+    subject = models.TextField(blank=True)
+    # The MIME exactly as it will be delivered (control headers removed, Bcc not in it).
+    raw = models.BinaryField()
+    configuration_set = models.CharField(max_length=64, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+
+    status = models.CharField(
+        max_length=10, choices=MessageStatus.choices, default=MessageStatus.QUEUED
+    )
+    attempt_count = models.PositiveIntegerField(default=0)
+    # When the message is due: first attempt, retry time, quota room, or (SENDING) lease expiry.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_by = models.CharField(max_length=10, choices=Transport.choices, blank=True)
+    ses_message_ids = models.JSONField(default=list, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_code = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        indexes = [
+            # The one query that picks work: due statuses ordered by next_attempt_at. Partial, so
+            # it stays small however many sent messages the table holds.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status__in=[s.value for s in DUE_STATUSES]),
+                name="sendwell_message_due",
+            ),
+            models.Index(fields=["status", "created_at"], name="sendwell_message_status"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.subject or '(no subject)'} [{self.status}]"
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+
+class Recipient(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
+    address = models.CharField(max_length=320)
+    status = models.CharField(
+        max_length=10, choices=RecipientStatus.choices, default=RecipientStatus.QUEUED
+    )
+    transport = models.CharField(max_length=10, choices=Transport.choices, blank=True)
+    # The SES id of the call that carried this recipient: SES events (bounce, complaint,
+    # delivery) name it, so the feedback loop finds the recipient by it.
+    ses_message_id = models.CharField(max_length=100, blank=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "address"], name="sendwell_recipient_once")
+        ]
+        indexes = [models.Index(fields=["address"], name="sendwell_recipient_address")]
+
+    def __str__(self) -> str:
+        return f"{self.address} [{self.status}]"
+
+
+class AttemptOutcome(models.TextChoices):
+    SENT = "sent", _("sent")
+    RETRY = "retry", _("will retry")
+    DEFERRED = "deferred", _("deferred (quota)")
+    FAILED = "failed", _("failed")
+    FAILED_OVER = "failed_over", _("failed over to SMTP")
+
+
+class Attempt(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attempts")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    transport = models.CharField(max_length=10, choices=Transport.choices)
+    outcome = models.CharField(max_length=12, choices=AttemptOutcome.choices)
+    recipients = models.PositiveIntegerField(default=0)
+    ses_message_ids = models.JSONField(default=list, blank=True)
+    error_code = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.transport} {self.outcome} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RateBucket(models.Model):
+    """The shared send schedule: the earliest time the next recipient may be sent.
+
+    Updated with compare-and-swap on ``version``, so it works the same on SQLite and PostgreSQL
+    and across any number of worker processes.
+    """
+
+    name = models.CharField(max_length=100, primary_key=True)
+    next_free = models.FloatField(default=0.0)  # a Unix timestamp
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SendCounter(models.Model):
+    """Recipients sent per minute, for the rolling 24-hour quota."""
+
+    bucket = models.CharField(max_length=100)
+    minute = models.BigIntegerField()  # Unix time // 60
+    recipients = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["bucket", "minute"], name="sendwell_counter_minute")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket}@{self.minute}: {self.recipients}"
+
+
+class AccountQuota(models.Model):
+    """The SES account's limits as last read from SES (GetAccount / GetSendQuota)."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    max_send_rate = models.FloatField()
+    max_24_hour_send = models.FloatField()
+    sent_last_24_hours = models.FloatField(default=0)
+    production_access = models.BooleanField(null=True)
+    fetched_at = models.DateTimeField()
+    error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.max_send_rate}/s, {self.max_24_hour_send}/24h"
+
+
+class CircuitState(models.Model):
+    """Consecutive retryable SES failures, shared by every worker, for failover to SMTP."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    open_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.consecutive_failures} failures"
+
+    def is_open(self, now: Any = None) -> bool:
+        return self.open_until is not None and self.open_until > (now or timezone.now())
+
+
+class Wakeup(models.Model):
+    """The one future delivery task the outbox has scheduled, so that every drain does not add
+    its own (which would multiply tasks for each deferred message)."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    run_after = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.run_after}"

@@ -1,0 +1,162 @@
+"""The send-rate limiter shared by every worker on every machine, counting recipients as SES does.
+
+It is a schedule rather than a bucket of tokens: ``next_free`` is the earliest moment the next
+recipient may go out, and each reservation of ``n`` recipients moves it ``n / rate`` seconds on.
+Sends therefore start evenly spaced at the account's rate with no burst: however many workers
+share it, no one-second window sees more than the rate (plus the one call in progress).
+
+A reservation is made with compare-and-swap on a version number: no lock is held across a network
+call, and the same code is correct on SQLite (one writer at a time) and PostgreSQL. The rolling
+24-hour quota is kept in per-minute counters next to it. With ``SENDWELL["RATE_LIMITER"] =
+"redis"`` the same algorithm runs as one Lua script in Redis instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Protocol
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+
+from sendwell import conf
+from sendwell.models import RateBucket, SendCounter
+
+MINUTES_PER_DAY = 24 * 60
+_CAS_ATTEMPTS = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What the limiter enforces: recipients per second and per rolling 24 hours."""
+
+    rate: float
+    daily: float
+    # Recipients SES said were sent in the last 24 hours (by anyone on the account), when known.
+    sent_last_24_hours: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Reservation:
+    allowed: bool
+    # Allowed: seconds to wait before sending. Refused: when to try again (a Unix time).
+    wait: float = 0.0
+    retry_at: float | None = None
+    reason: str = ""  # "rate" or "quota" when refused
+    minute: int | None = None  # the counter the recipients were added to, for refund()
+
+
+class RateLimiter(Protocol):
+    def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation: ...
+
+    def refund(self, recipients: int, reservation: Reservation) -> None: ...
+
+
+def quota_retry_at(
+    counts: list[tuple[int, int]], used: float, needed: float, daily: float
+) -> float:
+    """When enough of the oldest minutes leave the 24-hour window to make room for ``needed``."""
+    excess = used + needed - daily
+    freed = 0
+    for minute, recipients in sorted(counts):
+        freed += recipients
+        if freed >= excess:
+            return float((minute + MINUTES_PER_DAY) * 60)
+    # More than the whole quota was asked for: it can never fit; try again in a day.
+    return time.time() + 24 * 3600
+
+
+class DatabaseRateLimiter:
+    """The limiter in the project's database (the default: no extra service to run)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation:
+        for _ in range(_CAS_ATTEMPTS):
+            bucket = self._bucket()
+            now = time.time()
+            minute = int(now // 60)
+            # Read the version before the counters: a reservation that changed the counters
+            # after this read also changed the version, so our compare-and-swap fails and we
+            # read again, rather than deciding on stale counts.
+            counts = list(
+                SendCounter.objects.filter(
+                    bucket=self.name, minute__gt=minute - MINUTES_PER_DAY
+                ).values_list("minute", "recipients")
+            )
+            used = max(float(sum(c for _, c in counts)), limits.sent_last_24_hours)
+            if used + recipients > limits.daily:
+                return Reservation(
+                    allowed=False,
+                    retry_at=quota_retry_at(counts, used, recipients, limits.daily),
+                    reason="quota",
+                )
+            start = max(now, bucket.next_free)
+            if start - now > max_wait:
+                return Reservation(allowed=False, wait=start - now, retry_at=start, reason="rate")
+            swapped = RateBucket.objects.filter(name=self.name, version=bucket.version).update(
+                next_free=start + recipients / limits.rate, version=F("version") + 1
+            )
+            if swapped:
+                counted = int(start // 60)
+                self._count(counted, recipients)
+                return Reservation(allowed=True, wait=start - now, minute=counted)
+        raise RuntimeError(f"rate limiter {self.name!r}: too much contention")  # pragma: no cover
+
+    def refund(self, recipients: int, reservation: Reservation) -> None:
+        """Give back quota for recipients SES certainly did not accept (the rate slot is spent)."""
+        if reservation.minute is not None:
+            SendCounter.objects.filter(bucket=self.name, minute=reservation.minute).update(
+                recipients=F("recipients") - recipients
+            )
+
+    def _bucket(self) -> RateBucket:
+        try:
+            return RateBucket.objects.get(name=self.name)
+        except RateBucket.DoesNotExist:
+            try:
+                with transaction.atomic():
+                    return RateBucket.objects.create(name=self.name)
+            except IntegrityError:  # another worker created it first
+                return RateBucket.objects.get(name=self.name)
+
+    def _count(self, minute: int, recipients: int) -> None:
+        updated = SendCounter.objects.filter(bucket=self.name, minute=minute).update(
+            recipients=F("recipients") + recipients
+        )
+        if not updated:
+            try:
+                with transaction.atomic():
+                    SendCounter.objects.create(
+                        bucket=self.name, minute=minute, recipients=recipients
+                    )
+            except IntegrityError:
+                SendCounter.objects.filter(bucket=self.name, minute=minute).update(
+                    recipients=F("recipients") + recipients
+                )
+
+    def sent_in_window(self) -> int:
+        minute = int(time.time() // 60)
+        total: Any = SendCounter.objects.filter(
+            bucket=self.name, minute__gt=minute - MINUTES_PER_DAY
+        ).aggregate(total=Sum("recipients"))["total"]
+        return int(total or 0)
+
+
+def prune_counters(older_than_minutes: int = MINUTES_PER_DAY + 60) -> int:
+    """Delete per-minute counters that left the 24-hour window (the sweep calls it)."""
+    minute = int(time.time() // 60)
+    deleted, _ = SendCounter.objects.filter(minute__lt=minute - older_than_minutes).delete()
+    return deleted
+
+
+def limiter_for(name: str) -> RateLimiter:
+    """The configured limiter (``SENDWELL["RATE_LIMITER"]``) for the bucket ``name``."""
+    kind = conf.setting("RATE_LIMITER")
+    if kind == "redis":
+        from sendwell.ratelimit_redis import RedisRateLimiter  # noqa: PLC0415 - optional extra
+
+        return RedisRateLimiter(name, conf.setting("REDIS_URL"))
+    return DatabaseRateLimiter(name)
