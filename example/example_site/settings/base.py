@@ -95,6 +95,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# sendwell's own settings (docs/configuration.md). Every send goes through a rate limiter shared
+# by all processes and sized from the account's SES quota; SES's sandbox allows 1 message per
+# second. Let a synchronous send wait up to 2 s for its turn rather than fail at once with
+# ThrottledError (the default, 0, suits sites that queue mail with EMAIL_QUEUE=True instead).
+SENDWELL = {"SYNC_MAX_WAIT": 2.0}
+
 # sendwell logs each delivery attempt; show them on the console (and in the demo's output).
 LOGGING = {
     "version": 1,
