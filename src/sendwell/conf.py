@@ -75,7 +75,8 @@ DEFAULTS: dict[str, Any] = {
     # The synchronous backends never wait for the rate limiter longer than this (seconds);
     # past it they raise ThrottledError (retryable). 0 = never sleep in a web request.
     "SYNC_MAX_WAIT": 0.0,
-    # Retries: exponential backoff with full jitter, base * 2**(attempt-1), capped.
+    # Retries: exponential backoff with jitter, base * 2**(attempt-1) capped, then between
+    # half and all of it.
     "MAX_ATTEMPTS": 8,
     "MAX_AGE_SECONDS": 24 * 3600,
     "BACKOFF_BASE_SECONDS": 10.0,

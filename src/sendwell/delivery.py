@@ -360,10 +360,13 @@ def _throttled(
 
 
 def backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+    """Exponential backoff with "equal jitter": half of min(cap, base * 2**(attempt-1)), plus a
+    random part of the other half. The jitter spreads the retries of a burst of failures (so
+    they do not hit SES again all at once); the fixed half guarantees a real pause."""
     base = float(conf.setting("BACKOFF_BASE_SECONDS"))
     cap = float(conf.setting("BACKOFF_MAX_SECONDS"))
-    return random.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))  # noqa: S311 - jitter
+    delay = min(cap, base * 2 ** max(attempt - 1, 0))
+    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not cryptography
 
 
 def _failed_attempt(

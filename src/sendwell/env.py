@@ -25,6 +25,7 @@ from sendwell.options import Problem, SecretStr, SESOptions, smtp_problems
 
 SES_BACKEND = "sendwell.backends.SESBackend"
 SMTP_BACKEND = "sendwell.backends.SMTPBackend"
+OUTBOX_BACKEND = "sendwell.backends.OutboxBackend"
 
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
@@ -173,8 +174,21 @@ def email_settings(
     """
     reader = _Reader(read_environment(environ, env_file))
     use_ses = reader.boolean("USE_SES", default=False)
+    queue = reader.boolean("EMAIL_QUEUE", default=False)
+    failover = reader.boolean("EMAIL_FAILOVER", default=False)
     ses = _ses_options(reader) if use_ses else None
     smtp = _smtp_options(reader)
+    smtp_configured = reader.text("EMAIL_HOST") is not None
+    if failover and not (use_ses and smtp_configured and queue):
+        reader.problems.append(
+            Problem(
+                "sendwell.E011",
+                "EMAIL_FAILOVER=True needs USE_SES=True, EMAIL_HOST and EMAIL_QUEUE=True",
+                "Failover sends through SES and, when SES cannot take a message, through the "
+                "SMTP server in EMAIL_HOST; it is done by the outbox worker, so set all three, "
+                "or EMAIL_FAILOVER=False.",
+            )
+        )
     if reader.problems:
         raise EnvironmentConfigError(reader.problems)
 
@@ -184,11 +198,16 @@ def email_settings(
         if value is not None:
             result[name] = value
     if django.VERSION >= (6, 1):
-        result["MAILERS"] = _mailers(
-            ses, smtp, smtp_configured=reader.text("EMAIL_HOST") is not None
-        )
+        result["MAILERS"] = _mailers(ses, smtp, smtp_configured=smtp_configured)
+        if queue:
+            result["MAILERS"]["default"] = _outbox_mailer(ses, smtp, failover=failover)
     else:  # RemovedInSendwellDjango52: the classic settings path.
         result.update(_classic_settings(ses, smtp))
+        if queue:
+            result["EMAIL_BACKEND"] = OUTBOX_BACKEND
+            result["SENDWELL_TRANSPORT"] = (
+                "failover" if failover else "ses" if ses is not None else "smtp"
+            )
     return result
 
 
@@ -238,6 +257,20 @@ def _ses_mailer_options(ses: SESOptions) -> dict[str, Any]:
         field: getattr(ses, field)
         for field in SESOptions.field_names()
         if getattr(ses, field) != getattr(defaults, field)
+    }
+
+
+def _outbox_mailer(
+    ses: SESOptions | None, smtp: dict[str, Any], *, failover: bool
+) -> dict[str, Any]:
+    smtp_options = {key: value for key, value in smtp.items() if value is not None}
+    return {
+        "BACKEND": OUTBOX_BACKEND,
+        "OPTIONS": {
+            "ses": _ses_mailer_options(ses) if ses is not None else None,
+            "smtp": smtp_options if ses is None or failover else None,
+            "failover": failover,
+        },
     }
 
 

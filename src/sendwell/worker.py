@@ -82,6 +82,8 @@ def drain(
     threads_wanted = max(1, int(concurrency or conf.setting("CONCURRENCY")))
     worker = worker_name()
     routes = _Routes()
+    if threads_wanted == 1:
+        return _drain_inline(budget, batch, worker, routes)
     work: queue.Queue[Message | None] = queue.Queue()
     results: dict[str, int] = {"claimed": 0}
     results_lock = threading.Lock()
@@ -118,6 +120,21 @@ def drain(
             work.put(None)
         for thread in threads:
             thread.join()
+    return results
+
+
+def _drain_inline(budget: float, batch: int, worker: str, routes: _Routes) -> dict[str, int]:
+    """CONCURRENCY=1: deliver in the calling thread, on its database connection."""
+    results: dict[str, int] = {"claimed": 0}
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        claimed = claim(batch, worker)
+        if not claimed:
+            break
+        results["claimed"] += len(claimed)
+        for message in claimed:
+            status = _deliver_one(message, routes, worker)
+            results[status] = results.get(status, 0) + 1
     return results
 
 

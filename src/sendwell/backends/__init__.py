@@ -1,4 +1,4 @@
-"""Django email backends: ``SESBackend`` and ``SMTPBackend``.
+"""Django email backends: ``SESBackend``, ``SMTPBackend`` and ``OutboxBackend``.
 
 Django loads a backend by dotted path (``sendwell.backends.SESBackend``); each is imported on first
 use, so a site that only sends through SES never imports the SMTP code and vice versa.
@@ -10,12 +10,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sendwell.backends.outbox import OutboxBackend
     from sendwell.backends.ses import SESBackend
     from sendwell.backends.smtp import SMTPBackend
 
-__all__ = ["SESBackend", "SMTPBackend"]
+__all__ = ["OutboxBackend", "SESBackend", "SMTPBackend"]
 
-_MODULES = {"SESBackend": "sendwell.backends.ses", "SMTPBackend": "sendwell.backends.smtp"}
+_MODULES = {
+    "OutboxBackend": "sendwell.backends.outbox",
+    "SESBackend": "sendwell.backends.ses",
+    "SMTPBackend": "sendwell.backends.smtp",
+}
 
 
 def __getattr__(name: str) -> Any:
