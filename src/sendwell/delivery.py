@@ -366,7 +366,7 @@ def backoff_seconds(attempt: int) -> float:
     base = float(conf.setting("BACKOFF_BASE_SECONDS"))
     cap = float(conf.setting("BACKOFF_MAX_SECONDS"))
     delay = min(cap, base * 2 ** max(attempt - 1, 0))
-    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not cryptography
+    return float(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - jitter, not cryptography
 
 
 def _failed_attempt(
