@@ -59,6 +59,8 @@ COMMAND_TIMEOUT = 120
 # example/.env must not change what the demo shows.
 EMAIL_VARIABLES = (
     "USE_SES",
+    "EMAIL_QUEUE",
+    "EMAIL_FAILOVER",
     "AWS_SES_REGION_NAME",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
