@@ -138,7 +138,10 @@ def current_limits(options: SESOptions) -> Limits:
         # SES's count includes our own sends up to the fetch; the limiter takes the larger of it
         # and its own count, so sends by other applications on the account are respected too.
         limits = Limits(
-            rate=rate * fraction, daily=daily, sent_last_24_hours=row.sent_last_24_hours
+            rate=rate * fraction,
+            daily=daily,
+            sent_last_24_hours=row.sent_last_24_hours,
+            sent_counted_at=row.fetched_at.timestamp(),
         )
     with _cache_lock:
         _cache[key] = (now, limits)

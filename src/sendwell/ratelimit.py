@@ -33,8 +33,10 @@ class Limits:
 
     rate: float
     daily: float
-    # Recipients SES said were sent in the last 24 hours (by anyone on the account), when known.
+    # Recipients SES said were sent in the last 24 hours (by anyone on the account), and when
+    # SES said it: our own sends after that moment add to it.
     sent_last_24_hours: float = 0.0
+    sent_counted_at: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +47,23 @@ class Reservation:
     retry_at: float | None = None
     reason: str = ""  # "rate" or "quota" when refused
     minute: int | None = None  # the counter the recipients were added to, for refund()
+    start: float | None = None  # allowed: the Unix time of the slot reserved
 
 
 class RateLimiter(Protocol):
     def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation: ...
 
     def refund(self, recipients: int, reservation: Reservation) -> None: ...
+
+
+def used_in_window(counts: list[tuple[int, int]], limits: Limits) -> float:
+    """Recipients sent in the rolling 24 hours: our own count, or SES's count plus what we sent
+    since SES gave it, whichever is larger (SES's includes other senders on the account)."""
+    ours = float(sum(recipients for _, recipients in counts))
+    since_ses = float(
+        sum(recipients for minute, recipients in counts if minute >= limits.sent_counted_at // 60)
+    )
+    return max(ours, limits.sent_last_24_hours + since_ses)
 
 
 def quota_retry_at(
@@ -86,7 +99,7 @@ class DatabaseRateLimiter:
                     bucket=self.name, minute__gt=minute - MINUTES_PER_DAY
                 ).values_list("minute", "recipients")
             )
-            used = max(float(sum(c for _, c in counts)), limits.sent_last_24_hours)
+            used = used_in_window(counts, limits)
             if used + recipients > limits.daily:
                 return Reservation(
                     allowed=False,
@@ -102,7 +115,7 @@ class DatabaseRateLimiter:
             if swapped:
                 counted = int(start // 60)
                 self._count(counted, recipients)
-                return Reservation(allowed=True, wait=start - now, minute=counted)
+                return Reservation(allowed=True, wait=start - now, minute=counted, start=start)
         raise RuntimeError(f"rate limiter {self.name!r}: too much contention")  # pragma: no cover
 
     def refund(self, recipients: int, reservation: Reservation) -> None:

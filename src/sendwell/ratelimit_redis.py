@@ -15,7 +15,8 @@ from sendwell.ratelimit import Limits, Reservation
 
 # KEYS[1]: the schedule (next free moment, a Unix time as a string)
 # KEYS[2]: a hash of per-minute recipient counts for the rolling 24 hours
-# ARGV: recipients, rate, daily quota, max wait, SES's own count of the last 24 hours
+# ARGV: recipients, rate, daily quota, max wait, SES's own count of the last 24 hours and the
+# minute it was read (our sends from that minute on add to it)
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -24,6 +25,8 @@ local rate = tonumber(ARGV[2])
 local daily = tonumber(ARGV[3])
 local max_wait = tonumber(ARGV[4])
 local ses_sent = tonumber(ARGV[5])
+local ses_minute = tonumber(ARGV[6])
+local since_ses = 0
 local minute = math.floor(now / 60)
 local used = 0
 local entries = {}
@@ -33,12 +36,13 @@ for i = 1, #counts, 2 do
   local c = tonumber(counts[i + 1])
   if m > minute - 1440 then
     used = used + c
+    if m >= ses_minute then since_ses = since_ses + c end
     table.insert(entries, {m, c})
   else
     redis.call('HDEL', KEYS[2], counts[i])
   end
 end
-if ses_sent > used then used = ses_sent end
+if ses_sent + since_ses > used then used = ses_sent + since_ses end
 if used + n > daily then
   table.sort(entries, function(a, b) return a[1] < b[1] end)
   local excess = used + n - daily
@@ -59,7 +63,7 @@ redis.call('SET', KEYS[1], tostring(start + n / rate))
 local counted = math.floor(start / 60)
 redis.call('HINCRBY', KEYS[2], counted, n)
 redis.call('EXPIRE', KEYS[2], 90000)
-return {1, tostring(start - now), '', '', tostring(counted)}
+return {1, tostring(start - now), tostring(start), '', tostring(counted)}
 """
 
 _clients: dict[str, Any] = {}
@@ -84,10 +88,19 @@ class RedisRateLimiter:
     def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation:
         allowed, wait, retry_at, reason, minute = self.script(
             keys=self.keys,
-            args=[recipients, limits.rate, limits.daily, max_wait, limits.sent_last_24_hours],
+            args=[
+                recipients,
+                limits.rate,
+                limits.daily,
+                max_wait,
+                limits.sent_last_24_hours,
+                int(limits.sent_counted_at // 60),
+            ],
         )
         if int(allowed):
-            return Reservation(allowed=True, wait=float(wait), minute=int(minute))
+            return Reservation(
+                allowed=True, wait=float(wait), minute=int(minute), start=float(retry_at)
+            )
         return Reservation(
             allowed=False, wait=float(wait), retry_at=float(retry_at), reason=reason.decode()
         )

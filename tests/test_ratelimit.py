@@ -1,0 +1,205 @@
+"""The shared rate limiter (database and Redis) and the account quota it enforces."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+
+from sendwell import quota
+from sendwell.models import AccountQuota, SendCounter
+from sendwell.options import SESOptions
+from sendwell.ratelimit import DatabaseRateLimiter, Limits, RateLimiter, prune_counters
+from sendwell.ratelimit_redis import RedisRateLimiter
+from sendwell.testing.fake_ses import FakeSES
+from sendwell.testing.moto_ses import free_port
+from sendwell.testing.servers import RedisServer
+from tests.server_fixtures import redis_server  # noqa: F401 - a fixture
+
+LIMITS = Limits(rate=10.0, daily=1000.0)
+
+
+@pytest.fixture(params=["database", "redis"])
+def limiter(request: pytest.FixtureRequest) -> Iterator[RateLimiter]:
+    name = f"test-{request.node.name}-{time.monotonic_ns()}"
+    if request.param == "database":
+        yield DatabaseRateLimiter(name)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        yield RedisRateLimiter(name, server.url)
+
+
+def test_reservations_are_spaced_at_the_rate(limiter: RateLimiter) -> None:
+    waits = []
+    for _ in range(5):
+        reservation = limiter.reserve(1, LIMITS, max_wait=10)
+        assert reservation.allowed
+        waits.append(reservation.wait)
+    # Each recipient moves the schedule on by 1/rate = 0.1 s (minus the little time that passed
+    # between the calls): 0, 0.1, 0.2, 0.3, 0.4.
+    for index, wait in enumerate(waits):
+        assert index * 0.1 - 0.05 <= wait <= index * 0.1 + 0.001
+
+
+def test_recipients_count_not_calls(limiter: RateLimiter) -> None:
+    assert limiter.reserve(50, LIMITS, max_wait=10).allowed
+    second = limiter.reserve(1, LIMITS, max_wait=10)
+    assert 4.9 <= second.wait <= 5.001  # 50 recipients at 10/s
+
+
+def test_refused_when_the_wait_is_too_long_and_nothing_is_reserved(limiter: RateLimiter) -> None:
+    assert limiter.reserve(20, LIMITS, max_wait=0).allowed  # 2 s of budget
+    refused = limiter.reserve(1, LIMITS, max_wait=0.5)
+    assert not refused.allowed
+    assert refused.reason == "rate"
+    assert refused.retry_at is not None
+    assert 1.9 <= refused.retry_at - time.time() <= 2.001
+    again = limiter.reserve(1, LIMITS, max_wait=0.5)  # the refusal reserved nothing
+    assert again.retry_at == pytest.approx(refused.retry_at, abs=0.001)
+
+
+def test_daily_quota_refuses_with_the_time_room_comes_back(limiter: RateLimiter) -> None:
+    limits = Limits(rate=1000.0, daily=10.0)
+    assert limiter.reserve(8, limits, max_wait=10).allowed
+    assert limiter.reserve(2, limits, max_wait=10).allowed
+    refused = limiter.reserve(1, limits, max_wait=10)
+    assert not refused.allowed
+    assert refused.reason == "quota"
+    assert refused.retry_at is not None
+    # The first 8 leave the window 24 hours after their minute.
+    expected = (int(time.time() // 60) + 24 * 60) * 60
+    assert abs(refused.retry_at - expected) <= 60
+
+
+def test_refund_gives_quota_back(limiter: RateLimiter) -> None:
+    limits = Limits(rate=1000.0, daily=5.0)
+    reservation = limiter.reserve(5, limits, max_wait=10)
+    assert not limiter.reserve(1, limits, max_wait=10).allowed
+    limiter.refund(5, reservation)
+    assert limiter.reserve(1, limits, max_wait=10).allowed
+
+
+def test_ses_count_of_the_last_24_hours_is_respected(limiter: RateLimiter) -> None:
+    # SES counted 98 (other senders on the account included) a moment ago; ours add to it.
+    limits = Limits(rate=1000.0, daily=100.0, sent_last_24_hours=98.0, sent_counted_at=time.time())
+    assert limiter.reserve(1, limits, max_wait=10).allowed
+    assert limiter.reserve(1, limits, max_wait=10).allowed
+    assert not limiter.reserve(1, limits, max_wait=10).allowed
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["database", "redis"])
+def test_concurrent_reservations_never_overlap(kind: str, request: pytest.FixtureRequest) -> None:
+    """8 threads with their own connections: the schedule has no two sends closer than 1/rate."""
+    name = f"concurrent-{kind}-{time.monotonic_ns()}"
+    url = request.getfixturevalue("redis_server").url if kind == "redis" else None
+    limits = Limits(rate=200.0, daily=1e9)
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def reserve_many() -> None:
+        limiter: RateLimiter = RedisRateLimiter(name, url) if url else DatabaseRateLimiter(name)
+        for _ in range(25):
+            reservation = limiter.reserve(1, limits, max_wait=100)
+            assert reservation.allowed
+            assert reservation.start is not None
+            with lock:
+                starts.append(reservation.start)
+        connections.close_all()
+
+    threads = [threading.Thread(target=reserve_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    starts.sort()
+    assert len(starts) == 200
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    # Every reservation got its own slot, at least 1/200 s after the previous one (Redis keeps
+    # times as strings with 14 significant digits: 0.1 ms).
+    assert min(gaps) >= 0.005 - 2e-4
+    # ...and in any one-second window there are at most 200 starts.
+    for index, start in enumerate(starts):
+        in_window = sum(1 for s in starts[index:] if s < start + 1.0)
+        assert in_window <= 201
+
+
+def test_prune_counters_deletes_minutes_outside_the_window() -> None:
+    now_minute = int(time.time() // 60)
+    SendCounter.objects.create(bucket="b", minute=now_minute - 2000, recipients=5)
+    SendCounter.objects.create(bucket="b", minute=now_minute, recipients=5)
+    assert prune_counters() == 1
+    assert list(SendCounter.objects.values_list("minute", flat=True)) == [now_minute]
+
+
+# --- the account quota -------------------------------------------------------------------------
+
+
+def options_for(fake: FakeSES, *, v2: bool = True) -> SESOptions:
+    return SESOptions(
+        region_name="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing-secret",
+        endpoint_url=fake.endpoint_url,
+        use_ses_v2=v2,
+        max_attempts=1,
+    )
+
+
+@pytest.mark.parametrize("v2", [True, False], ids=["GetAccount", "GetSendQuota"])
+def test_limits_are_read_from_ses_and_stored(v2: bool) -> None:
+    with (
+        FakeSES(max_send_rate=14, max_24_hour_send=50_000) as fake,
+        override_settings(SENDWELL={"RATE_FRACTION": 1.0}),
+    ):
+        limits = quota.current_limits(options_for(fake, v2=v2))
+    assert limits.rate == 14
+    assert limits.daily == 50_000
+    stored = AccountQuota.objects.get()
+    assert stored.max_send_rate == 14
+    assert stored.error == ""
+
+
+def test_rate_fraction_leaves_headroom() -> None:
+    with FakeSES(max_send_rate=100) as fake, override_settings(SENDWELL={}):
+        assert quota.current_limits(options_for(fake)).rate == pytest.approx(97.0)
+
+
+def test_settings_override_ses() -> None:
+    with (
+        FakeSES(max_send_rate=14) as fake,
+        override_settings(SENDWELL={"MAX_SEND_RATE": 5, "RATE_FRACTION": 1.0}),
+    ):
+        assert quota.current_limits(options_for(fake)).rate == 5
+
+
+def test_unreadable_quota_falls_back_to_the_sandbox_and_says_why() -> None:
+    options = SESOptions(
+        region_name="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing-secret",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        max_attempts=1,
+        connect_timeout=1,
+    )
+    with override_settings(SENDWELL={"RATE_FRACTION": 1.0}):
+        limits = quota.current_limits(options)
+    assert (limits.rate, limits.daily) == (1.0, 200.0)
+    assert "Could not connect" in AccountQuota.objects.get().error
+
+
+def test_stale_limits_are_refreshed() -> None:
+    with (
+        FakeSES(max_send_rate=14) as fake,
+        override_settings(SENDWELL={"RATE_FRACTION": 1.0, "QUOTA_REFRESH_SECONDS": 0}),
+    ):
+        options = options_for(fake)
+        assert quota.current_limits(options).rate == 14
+        fake.configure(max_send_rate=50)
+        quota.clear_cache()  # the per-process cache (5 s) is not what is being tested
+        assert quota.current_limits(options).rate == 50
