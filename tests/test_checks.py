@@ -78,3 +78,20 @@ def test_manage_py_check_fails_with_the_hint() -> None:
         call_command("check", stdout=StringIO(), stderr=StringIO())
     assert "sendwell.E001" in str(excinfo.value)
     assert "HINT" in str(excinfo.value)
+
+
+def test_outbox_options_are_checked() -> None:
+    from tests.mailers import HAS_MAILERS  # noqa: PLC0415
+
+    if HAS_MAILERS:
+        outbox = {
+            "BACKEND": "sendwell.backends.OutboxBackend",
+            "OPTIONS": {"ses": {"configuration_set": "x"}, "smtp": None, "failover": True},
+        }
+        with override_settings(MAILERS={"default": outbox}):
+            assert ids() == ["sendwell.E001", "sendwell.E011"]
+    else:  # RemovedInSendwellDjango52
+        with override_settings(
+            EMAIL_BACKEND="sendwell.backends.OutboxBackend", SENDWELL_TRANSPORT="fax"
+        ):
+            assert ids() == ["sendwell.E011"]

@@ -264,3 +264,45 @@ def test_settings_from_email_settings_work_in_django(monkeypatch: pytest.MonkeyP
         mailer = get_mailer()
     assert isinstance(mailer, SESBackend)
     assert mailer.options.region_name == "eu-west-1"
+
+
+def test_email_queue_makes_the_outbox_the_default_mailer() -> None:
+    from sendwell.env import OUTBOX_BACKEND  # noqa: PLC0415
+
+    result = email_settings(
+        environ={"USE_SES": "True", "AWS_SES_REGION_NAME": "eu-west-1", "EMAIL_QUEUE": "yes"}
+    )
+    if HAS_MAILERS:
+        mailer = result["MAILERS"]["default"]
+        assert mailer["BACKEND"] == OUTBOX_BACKEND
+        assert mailer["OPTIONS"]["ses"]["region_name"] == "eu-west-1"
+        assert mailer["OPTIONS"]["smtp"] is None
+        assert mailer["OPTIONS"]["failover"] is False
+    else:
+        assert result["EMAIL_BACKEND"] == OUTBOX_BACKEND
+        assert result["SENDWELL_TRANSPORT"] == "ses"
+
+
+def test_email_failover_needs_ses_smtp_and_the_queue() -> None:
+    text = problems({"USE_SES": "True", "AWS_SES_REGION_NAME": "eu-west-1", "EMAIL_FAILOVER": "1"})
+    assert (
+        "[sendwell.E011] EMAIL_FAILOVER=True needs USE_SES=True, EMAIL_HOST and EMAIL_QUEUE" in text
+    )
+    result = email_settings(
+        environ={
+            "USE_SES": "True",
+            "AWS_SES_REGION_NAME": "eu-west-1",
+            "EMAIL_QUEUE": "True",
+            "EMAIL_FAILOVER": "True",
+            "EMAIL_HOST": "smtp.example.com",
+            "EMAIL_PORT": "587",
+            "EMAIL_USE_TLS": "True",
+        }
+    )
+    if HAS_MAILERS:
+        options = result["MAILERS"]["default"]["OPTIONS"]
+        assert options["failover"] is True
+        assert options["smtp"]["host"] == "smtp.example.com"
+        assert options["smtp"]["port"] == 587
+    else:
+        assert result["SENDWELL_TRANSPORT"] == "failover"

@@ -20,6 +20,9 @@ from sendwell.mime import envelope_address
 from sendwell.options import Problem, SESOptions, smtp_problems
 
 SES_BACKENDS = frozenset({"sendwell.backends.SESBackend", "sendwell.backends.ses.SESBackend"})
+OUTBOX_BACKENDS = frozenset(
+    {"sendwell.backends.OutboxBackend", "sendwell.backends.outbox.OutboxBackend"}
+)
 SMTP_BACKENDS = frozenset(
     {
         "sendwell.backends.SMTPBackend",
@@ -96,8 +99,60 @@ def check_email_configuration(
             messages.extend(_ses_problems(where, options))
         elif backend in SMTP_BACKENDS and backend.startswith("sendwell"):
             messages.extend(_smtp_problems(where, options))
+        elif backend in OUTBOX_BACKENDS:
+            uses_ses = True
+            messages.extend(_outbox_problems(where, options))
     if uses_ses:
         messages.extend(_sender_problems())
+    return messages
+
+
+def _outbox_problems(where: str, options: dict[str, Any]) -> list[checks.CheckMessage]:
+    if where == "EMAIL_BACKEND":  # RemovedInSendwellDjango52: SENDWELL_TRANSPORT + classic
+        transport = getattr(settings, "SENDWELL_TRANSPORT", "ses")
+        if transport not in ("ses", "smtp", "failover"):
+            return [
+                checks.Error(
+                    f"SENDWELL_TRANSPORT={transport!r} is not a transport",
+                    hint="Write 'ses', 'smtp' or 'failover'.",
+                    id="sendwell.E011",
+                )
+            ]
+        classic = _ses_problems(where, {}) if transport != "smtp" else []
+        if transport != "ses":
+            classic.extend(_smtp_problems(where, {}))
+        return classic
+    unknown = sorted(set(options) - {"ses", "smtp", "failover"})
+    if unknown:
+        return [
+            checks.Error(
+                f"{where}: unknown OutboxBackend option(s) {', '.join(unknown)}",
+                hint="Known options: ses, smtp, failover.",
+                id="sendwell.E011",
+            )
+        ]
+    ses, smtp = options.get("ses"), options.get("smtp")
+    messages: list[checks.CheckMessage] = []
+    if ses is None and smtp is None:
+        messages.append(
+            checks.Error(
+                f"{where}: the outbox has neither 'ses' nor 'smtp' options",
+                hint="Set USE_SES=True with AWS_SES_REGION_NAME, or the EMAIL_* SMTP variables.",
+                id="sendwell.E011",
+            )
+        )
+    if options.get("failover") and (ses is None or smtp is None):
+        messages.append(
+            checks.Error(
+                f"{where}: failover needs both 'ses' and 'smtp' options",
+                hint="Set USE_SES=True and EMAIL_HOST, or EMAIL_FAILOVER=False.",
+                id="sendwell.E011",
+            )
+        )
+    if ses is not None:
+        messages.extend(_ses_problems(f"{where}['OPTIONS']['ses']", dict(ses)))
+    if smtp is not None:
+        messages.extend(_smtp_problems(f"{where}['OPTIONS']['smtp']", dict(smtp)))
     return messages
 
 
