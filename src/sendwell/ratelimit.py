@@ -18,7 +18,7 @@ import time
 from typing import Any, Protocol
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 
 from sendwell import conf
 from sendwell.models import RateBucket, SendCounter
@@ -34,7 +34,8 @@ class Limits:
     rate: float
     daily: float
     # Recipients SES said were sent in the last 24 hours (by anyone on the account), and when
-    # SES said it: our own sends after that moment add to it.
+    # SES said it: our own sends after that moment add to it. The quota counts the larger of
+    # that and our own count.
     sent_last_24_hours: float = 0.0
     sent_counted_at: float = 0.0
 
@@ -54,16 +55,6 @@ class RateLimiter(Protocol):
     def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation: ...
 
     def refund(self, recipients: int, reservation: Reservation) -> None: ...
-
-
-def used_in_window(counts: list[tuple[int, int]], limits: Limits) -> float:
-    """Recipients sent in the rolling 24 hours: our own count, or SES's count plus what we sent
-    since SES gave it, whichever is larger (SES's includes other senders on the account)."""
-    ours = float(sum(recipients for _, recipients in counts))
-    since_ses = float(
-        sum(recipients for minute, recipients in counts if minute >= limits.sent_counted_at // 60)
-    )
-    return max(ours, limits.sent_last_24_hours + since_ses)
 
 
 def quota_retry_at(
@@ -94,13 +85,22 @@ class DatabaseRateLimiter:
             # Read the version before the counters: a reservation that changed the counters
             # after this read also changed the version, so our compare-and-swap fails and we
             # read again, rather than deciding on stale counts.
-            counts = list(
-                SendCounter.objects.filter(
-                    bucket=self.name, minute__gt=minute - MINUTES_PER_DAY
-                ).values_list("minute", "recipients")
+            window = SendCounter.objects.filter(
+                bucket=self.name, minute__gt=minute - MINUTES_PER_DAY
             )
-            used = used_in_window(counts, limits)
+            # Two sums in one query; the per-minute rows are only read when the quota is full.
+            sums = window.aggregate(
+                ours=Sum("recipients"),
+                since_ses=Sum(
+                    "recipients", filter=Q(minute__gte=int(limits.sent_counted_at // 60))
+                ),
+            )
+            used = max(
+                float(sums["ours"] or 0),
+                limits.sent_last_24_hours + float(sums["since_ses"] or 0),
+            )
             if used + recipients > limits.daily:
+                counts = list(window.values_list("minute", "recipients"))
                 return Reservation(
                     allowed=False,
                     retry_at=quota_retry_at(counts, used, recipients, limits.daily),
