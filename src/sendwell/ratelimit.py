@@ -115,7 +115,11 @@ class DatabaseRateLimiter:
             if swapped:
                 counted = int(start // 60)
                 self._count(counted, recipients)
-                return Reservation(allowed=True, wait=start - now, minute=counted, start=start)
+                # The wait until the slot, measured after counting: that may have waited for
+                # the database (SQLite's write lock), and a wait measured before it would start
+                # the send late by as much - bunching it with the next slots into one second.
+                wait = max(0.0, start - time.time())
+                return Reservation(allowed=True, wait=wait, minute=counted, start=start)
         raise RuntimeError(f"rate limiter {self.name!r}: too much contention")  # pragma: no cover
 
     def refund(self, recipients: int, reservation: Reservation) -> None:
