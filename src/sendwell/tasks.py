@@ -21,7 +21,10 @@ from sendwell.ratelimit import prune_counters
 logger = logging.getLogger("sendwell.tasks")
 
 
-@compat.task()
+# Declared on the configured backend and queue: the decorator validates the task against that
+# backend, and a backend whose QUEUES lack "default" (TASK_QUEUE = "email", QUEUES = ["email"])
+# would refuse the task at import - inside on_commit, failing the caller's send_messages().
+@compat.task(queue_name=conf.setting("TASK_QUEUE"), backend=conf.setting("TASK_BACKEND"))
 def drain_outbox() -> dict[str, int]:
     """Deliver due messages for up to TASK_TIME_BUDGET_SECONDS, then schedule what remains."""
     results = worker.drain()
