@@ -1,0 +1,636 @@
+"""The outbox in the Django admin: what was sent, to whom, how, and what went wrong.
+
+Every page is read-only: the outbox is the record of what happened, and a worker may hold a row at
+any moment, so saving a stale form could undo its work. Operators act on messages only through
+two actions, each one conditional ``UPDATE`` whose ``WHERE`` re-checks the status, so that a
+worker's claim and an operator's click can never both win:
+
+* retry failed/deferred messages: requeue them and their unsent recipients (never the sent ones);
+* cancel queued/deferred messages (never one a worker holds, never a sent one).
+
+Nothing here reads settings: no page shows configuration, credentials or a settings dump. Message
+contents are shown as escaped text only (headers, a plain-text preview); the HTML body is never
+rendered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.policy
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from email.message import EmailMessage as MIMEMessage
+from email.parser import BytesParser
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from sendwell.models import (
+    PENDING_RECIPIENT_STATUSES,
+    Attempt,
+    Message,
+    MessageStatus,
+    Recipient,
+    RecipientStatus,
+)
+
+if TYPE_CHECKING:
+    MessageAdminBase = admin.ModelAdmin[Message]
+    RecipientAdminBase = admin.ModelAdmin[Recipient]
+    AttemptAdminBase = admin.ModelAdmin[Attempt]
+    RecipientInlineBase = admin.TabularInline[Recipient, Message]
+    AttemptInlineBase = admin.TabularInline[Attempt, Message]
+else:  # ModelAdmin is not subscriptable at run time (without django-stubs-ext).
+    MessageAdminBase = RecipientAdminBase = AttemptAdminBase = admin.ModelAdmin
+    RecipientInlineBase = AttemptInlineBase = admin.TabularInline
+
+# Messages an operator may send again, and those an operator may still stop.
+RETRYABLE_STATUSES = (MessageStatus.FAILED, MessageStatus.DEFERRED)
+CANCELLABLE_STATUSES = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
+# Recipients a retry sends to again. SENT, SUPPRESSED and the feedback statuses (DELIVERED,
+# BOUNCED, COMPLAINED) are final: whoever has been sent to is never sent to twice.
+REQUEUED_RECIPIENT_STATUSES = (RecipientStatus.FAILED, RecipientStatus.DEFERRED)
+_UNSENT_RECIPIENT_STATUSES = (*PENDING_RECIPIENT_STATUSES, RecipientStatus.FAILED)
+
+# Rows per UPDATE: below every database's limit on query parameters (SQLite: 999 before 3.32).
+_CHUNK = 500
+
+_COLORS = {
+    # message and recipient statuses
+    "queued": "#417690",
+    "sending": "#205067",
+    "sent": "#2e7d32",
+    "delivered": "#1b5e20",
+    "deferred": "#a05a00",
+    "retry": "#a05a00",
+    "failed": "#ba2121",
+    "bounced": "#ba2121",
+    "complained": "#8b1a1a",
+    "suppressed": "#6f42c1",
+    "cancelled": "#666666",
+    "failed_over": "#205067",
+}
+_BADGE = (
+    '<span class="sendwell-badge sendwell-{}" style="display:inline-block;padding:1px 8px;'
+    "border-radius:9px;color:#fff;background:{};font-size:11px;font-weight:600;"
+    'white-space:nowrap">{}</span>'
+)
+
+
+def badge(value: str, label: Any) -> SafeString:
+    """A colored label for a status or outcome; every part escaped."""
+    return format_html(_BADGE, value, _COLORS.get(value, "#666666"), label)
+
+
+def _short(text: str, length: int = 80) -> str:
+    return Truncator(text).chars(length)
+
+
+def _admin_link(model: type[Message], pk: int, text: str) -> SafeString:
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
+    return format_html('<a href="{}">{}</a>', url, text)
+
+
+# --- the actions, as functions (the admin's buttons; usable from a shell too) -------------------
+
+
+@dataclasses.dataclass
+class ActionResult:
+    """What an action changed, and the statuses of the selected messages it left alone."""
+
+    changed: int = 0
+    skipped: Counter[str] = dataclasses.field(default_factory=Counter)
+
+
+def _chunks(ids: Iterable[int]) -> Iterator[list[int]]:
+    ids = list(ids)
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _count_skipped(chunk: list[int], token: str, result: ActionResult) -> None:
+    rows = (
+        Message.objects.filter(pk__in=chunk)
+        .exclude(claimed_by=token)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("pk"))
+    )
+    for status, count in rows:
+        result.skipped[status] += count
+
+
+def retry_messages(ids: Iterable[int]) -> ActionResult:
+    """Requeue the failed/deferred messages among ``ids`` for an immediate attempt.
+
+    Each message gets a fresh retry budget (``attempt_count`` 0; its errors stay in its Attempt
+    rows and in ``last_error`` until the next attempt) and its failed/deferred recipients are
+    queued again; recipients already sent stay sent. A message with no unsent recipient left is
+    skipped. Wakes one worker after the commit if anything was queued.
+
+    The UPDATE checks the status itself, so a message a worker claimed after the operator
+    looked is skipped, not requeued under the worker. It marks the rows it took with a one-off
+    token in ``claimed_by`` (cleared before the commit) so that the recipients of exactly those
+    messages, and nothing else, are requeued.
+    """
+    result = ActionResult()
+    token = f"sendwell-admin-retry:{uuid.uuid4().hex}"
+    with transaction.atomic():
+        for chunk in _chunks(ids):
+            now = timezone.now()
+            unsent = Recipient.objects.filter(
+                message=OuterRef("pk"), status__in=_UNSENT_RECIPIENT_STATUSES
+            )
+            taken = (
+                Message.objects.filter(pk__in=chunk, status__in=RETRYABLE_STATUSES)
+                .filter(Exists(unsent))
+                .update(
+                    status=MessageStatus.QUEUED,
+                    next_attempt_at=now,
+                    attempt_count=0,
+                    claimed_by=token,
+                    updated_at=now,
+                )
+            )
+            if taken:
+                Recipient.objects.filter(
+                    message__in=chunk,
+                    message__claimed_by=token,
+                    status__in=REQUEUED_RECIPIENT_STATUSES,
+                ).update(status=RecipientStatus.QUEUED, updated_at=now)
+            _count_skipped(chunk, token, result)
+            if taken:
+                Message.objects.filter(pk__in=chunk, claimed_by=token).update(claimed_by="")
+            result.changed += taken
+        if result.changed:
+            # Imported here: defining the task instantiates the TASKS backend, which the admin's
+            # autodiscovery at start-up must not depend on.
+            from sendwell.tasks import enqueue_drain  # noqa: PLC0415
+
+            transaction.on_commit(enqueue_drain)
+    return result
+
+
+def cancel_messages(ids: Iterable[int], *, by: str) -> ActionResult:
+    """Cancel the queued/deferred messages among ``ids``: nobody still waiting is sent to.
+
+    Their pending recipients become ``failed`` with the error "cancelled by <by>"; recipients
+    already sent keep their status. A message a worker holds (``sending``) or that is finished is
+    skipped: the status is checked in the UPDATE itself, so a worker that claims a message
+    between the operator's click and the UPDATE keeps it, and delivers it.
+    """
+    result = ActionResult()
+    token = f"sendwell-admin-cancel:{uuid.uuid4().hex}"
+    reason = f"cancelled by {by}"
+    with transaction.atomic():
+        for chunk in _chunks(ids):
+            now = timezone.now()
+            taken = Message.objects.filter(pk__in=chunk, status__in=CANCELLABLE_STATUSES).update(
+                status=MessageStatus.CANCELLED,
+                next_attempt_at=None,
+                claimed_by=token,
+                updated_at=now,
+            )
+            if taken:
+                Recipient.objects.filter(
+                    message__in=chunk,
+                    message__claimed_by=token,
+                    status__in=PENDING_RECIPIENT_STATUSES,
+                ).update(status=RecipientStatus.FAILED, error=reason, updated_at=now)
+            _count_skipped(chunk, token, result)
+            if taken:
+                Message.objects.filter(pk__in=chunk, claimed_by=token).update(claimed_by="")
+            result.changed += taken
+    return result
+
+
+# --- MIME, shown as text --------------------------------------------------------------------
+
+_MAX_HEADERS = 200
+_MAX_HEADER_CHARS = 2000
+_MAX_PREVIEW_CHARS = 10_000
+
+
+def _parse(raw: bytes, *, headers_only: bool) -> MIMEMessage:
+    parsed = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=headers_only)
+    assert isinstance(parsed, MIMEMessage)
+    return parsed
+
+
+def mime_headers(raw: bytes) -> list[tuple[str, str]]:
+    """The headers of ``raw`` as (name, decoded value) pairs, in order; never raises."""
+    message = _parse(raw, headers_only=True)
+    headers = []
+    for name, value in list(message.raw_items())[:_MAX_HEADERS]:
+        try:
+            text = str(email.policy.default.header_fetch_parse(name, value))
+        except Exception:  # a malformed header: show it as it is
+            text = str(value)
+        headers.append((name, _short(text, _MAX_HEADER_CHARS)))
+    return headers
+
+
+def mime_parts(message: MIMEMessage) -> list[tuple[str, str, int]]:
+    """(content type, filename, decoded size) of each leaf part of ``message``."""
+    parts = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        size = len(payload) if isinstance(payload, bytes) else 0
+        parts.append((part.get_content_type(), part.get_filename() or "", size))
+    return parts
+
+
+def text_preview(message: MIMEMessage) -> str | None:
+    """The start of the plain-text body, if there is one (the HTML body is never shown)."""
+    body = message.get_body(preferencelist=("plain",))
+    if body is None:
+        return None
+    content = body.get_content()
+    return _short(content, _MAX_PREVIEW_CHARS) if isinstance(content, str) else None
+
+
+# --- inlines --------------------------------------------------------------------------------
+
+
+class _ReadOnlyInline:
+    extra = 0
+    max_num: int | None = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RecipientInline(_ReadOnlyInline, RecipientInlineBase):
+    model = Recipient
+    fields = ("address", "status_badge", "transport", "ses_message_id", "sent_at", "error")
+    readonly_fields = fields
+    ordering = ("pk",)
+
+    @admin.display(description=_("status"))
+    def status_badge(self, obj: Recipient) -> SafeString:
+        return badge(obj.status, obj.get_status_display())
+
+
+class AttemptInline(_ReadOnlyInline, AttemptInlineBase):
+    model = Attempt
+    fields = (
+        "started_at",
+        "finished_at",
+        "transport",
+        "outcome_badge",
+        "recipients",
+        "ses_message_ids",
+        "error_code",
+        "error",
+        "worker",
+    )
+    readonly_fields = fields
+    ordering = ("started_at", "pk")
+
+    @admin.display(description=_("outcome"))
+    def outcome_badge(self, obj: Attempt) -> SafeString:
+        return badge(obj.outcome, obj.get_outcome_display())
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+class _ReadOnlyDetail:
+    """The change page only shows; actions (which need "change") stay on the list."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None:
+            # Never save a form over a row a worker may be updating.
+            return False
+        return bool(super().has_change_permission(request, obj))  # type: ignore[misc]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The outbox is the record of what was sent; it is not edited by hand.
+        return False
+
+
+_MESSAGE_FIELDS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "mailer",
+    "transport",
+    "from_email",
+    "subject",
+    "configuration_set",
+    "tags",
+    "recipients_link",
+)
+_DELIVERY_FIELDS = (
+    "status_badge",
+    "attempt_count",
+    "next_attempt_at",
+    "claimed_by",
+    "sent_at",
+    "delivered_by",
+    "ses_message_ids",
+    "last_error",
+    "last_error_code",
+)
+_CONTENT_FIELDS = ("raw_size", "headers_table", "parts_table", "body_preview")
+
+
+@admin.register(Message)
+class MessageAdmin(_ReadOnlyDetail, MessageAdminBase):
+    list_display = (
+        "id",
+        "created_at",
+        "subject_text",
+        "from_email",
+        "recipient_count",
+        "status_badge",
+        "transport",
+        "delivered_by",
+        "attempt_count",
+        "next_attempt_at",
+        "sent_at",
+    )
+    list_display_links = ("id", "subject_text")
+    list_filter = ("status", "transport", "delivered_by", "created_at", "mailer")
+    search_fields = (
+        "subject",
+        "from_email",
+        "recipients__address",
+        "ses_message_ids",
+        "recipients__ses_message_id",
+        "last_error",
+    )
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    # A full COUNT(*) of a large outbox on every filtered page is not worth its cost.
+    show_full_result_count = False
+    actions = ("retry_selected", "cancel_selected")
+    inlines = (RecipientInline, AttemptInline)
+    fieldsets = (
+        (None, {"fields": _MESSAGE_FIELDS}),
+        (_("Delivery"), {"fields": _DELIVERY_FIELDS}),
+        (_("Content (MIME, shown as text)"), {"fields": _CONTENT_FIELDS}),
+    )
+    readonly_fields = (*_MESSAGE_FIELDS, *_DELIVERY_FIELDS, *_CONTENT_FIELDS)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        recipients = (
+            Recipient.objects.filter(message=OuterRef("pk"))
+            .order_by()
+            .values("message")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        # The MIME can be megabytes: only the detail page loads it (one row, on access).
+        return (
+            super()
+            .get_queryset(request)
+            .defer("raw")
+            .annotate(
+                recipient_total=Coalesce(Subquery(recipients, output_field=IntegerField()), 0)
+            )
+        )
+
+    # --- columns
+
+    @admin.display(description=_("subject"), ordering="subject")
+    def subject_text(self, obj: Message) -> str:
+        return _short(obj.subject) if obj.subject else "(no subject)"
+
+    @admin.display(description=_("recipients"), ordering="recipient_total")
+    def recipient_count(self, obj: Message) -> int:
+        return int(getattr(obj, "recipient_total", 0))
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj: Message) -> SafeString:
+        return badge(obj.status, obj.get_status_display())
+
+    # --- detail
+
+    @admin.display(description=_("recipients"))
+    def recipients_link(self, obj: Message) -> SafeString:
+        url = reverse("admin:sendwell_recipient_changelist")
+        count = int(getattr(obj, "recipient_total", 0))
+        return format_html(
+            '<a href="{}?message__id__exact={}">{}</a>',
+            url,
+            obj.pk,
+            ngettext("%(count)d recipient", "%(count)d recipients", count) % {"count": count},
+        )
+
+    def _mime(self, obj: Message) -> MIMEMessage:
+        """``obj.raw`` parsed once per page (it can be megabytes)."""
+        parsed: MIMEMessage | None = getattr(obj, "_sendwell_mime", None)
+        if parsed is None:
+            parsed = _parse(bytes(obj.raw), headers_only=False)
+            obj._sendwell_mime = parsed  # type: ignore[attr-defined]
+        return parsed
+
+    @admin.display(description=_("MIME size"))
+    def raw_size(self, obj: Message) -> str:
+        size = len(obj.raw)
+        exact = f"{size:,} bytes"
+        return exact if size < 1024 else f"{filesizeformat(size)} ({exact})"
+
+    @admin.display(description=_("headers"))
+    def headers_table(self, obj: Message) -> SafeString:
+        headers = mime_headers(bytes(obj.raw))
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td><code>{}</code></td></tr>", ((n, v) for n, v in headers)
+        )
+        return format_html('<table class="sendwell-headers">{}</table>', rows)
+
+    @admin.display(description=_("parts"))
+    def parts_table(self, obj: Message) -> SafeString:
+        parts = mime_parts(self._mime(obj))
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((kind, name, filesizeformat(size)) for kind, name, size in parts),
+        )
+        return format_html('<table class="sendwell-parts">{}</table>', rows)
+
+    @admin.display(description=_("text body"))
+    def body_preview(self, obj: Message) -> SafeString | str:
+        try:
+            preview = text_preview(self._mime(obj))
+        except Exception:  # e.g. an unknown charset: the page must still show
+            return "(the text body could not be decoded)"
+        if preview is None:
+            return "(no text/plain part; the HTML body is not shown)"
+        return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', preview)
+
+    # --- actions
+
+    @admin.action(description=_("Retry selected failed/deferred messages"), permissions=["change"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        result = retry_messages(queryset.order_by().values_list("pk", flat=True))
+        text = ngettext(
+            "Queued %(count)d message for another attempt.",
+            "Queued %(count)d messages for another attempt.",
+            result.changed,
+        ) % {"count": result.changed}
+        self._report(request, text, result, eligible=RETRYABLE_STATUSES)
+
+    @admin.action(description=_("Cancel selected queued/deferred messages"), permissions=["change"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        result = cancel_messages(
+            queryset.order_by().values_list("pk", flat=True), by=request.user.get_username()
+        )
+        text = ngettext(
+            "Cancelled %(count)d message.", "Cancelled %(count)d messages.", result.changed
+        ) % {"count": result.changed}
+        self._report(request, text, result, eligible=CANCELLABLE_STATUSES)
+
+    def _report(
+        self, request: HttpRequest, text: str, result: ActionResult, *, eligible: Sequence[str]
+    ) -> None:
+        if result.skipped:
+            details = []
+            for status, count in sorted(result.skipped.items()):
+                label = str(MessageStatus(status).label) if status in MessageStatus else status
+                if status in eligible:
+                    label = f"{label}, nothing left to send"
+                details.append(f"{count} {label}")
+            total = sum(result.skipped.values())
+            text += " " + ngettext(
+                "Skipped %(count)d: %(details)s.", "Skipped %(count)d: %(details)s.", total
+            ) % {"count": total, "details": ", ".join(details)}
+        level = messages.SUCCESS if result.changed else messages.WARNING
+        self.message_user(request, text, level)
+
+
+# --- recipients and attempts ----------------------------------------------------------------
+
+
+@admin.register(Recipient)
+class RecipientAdmin(_ReadOnlyDetail, RecipientAdminBase):
+    list_display = (
+        "address",
+        "status_badge",
+        "message_link",
+        "transport",
+        "ses_message_id",
+        "sent_at",
+        "updated_at",
+        "error_text",
+    )
+    list_filter = ("status", "transport")
+    search_fields = ("address", "ses_message_id")
+    list_select_related = ("message",)
+    ordering = ("-id",)
+    show_full_result_count = False
+    fields = (
+        "message_link",
+        "address",
+        "status_badge",
+        "transport",
+        "ses_message_id",
+        "sent_at",
+        "updated_at",
+        "error",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Recipient]:
+        return super().get_queryset(request).select_related("message").defer("message__raw")
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj: Recipient) -> SafeString:
+        return badge(obj.status, obj.get_status_display())
+
+    @admin.display(description=_("message"), ordering="message")
+    def message_link(self, obj: Recipient) -> SafeString:
+        return _admin_link(
+            Message, obj.message_id, f"#{obj.message_id} {_short(obj.message.subject, 50)}"
+        )
+
+    @admin.display(description=_("error"))
+    def error_text(self, obj: Recipient) -> str:
+        return _short(obj.error)
+
+
+@admin.register(Attempt)
+class AttemptAdmin(_ReadOnlyDetail, AttemptAdminBase):
+    list_display = (
+        "started_at",
+        "message_link",
+        "transport",
+        "outcome_badge",
+        "recipients",
+        "duration",
+        "error_code",
+        "error_text",
+        "worker",
+    )
+    list_filter = ("outcome", "transport", "started_at")
+    search_fields = ("error_code", "error", "worker")
+    date_hierarchy = "started_at"
+    ordering = ("-started_at", "-id")
+    show_full_result_count = False
+    fields = (
+        "message_link",
+        "started_at",
+        "finished_at",
+        "duration",
+        "transport",
+        "outcome_badge",
+        "recipients",
+        "ses_message_ids",
+        "error_code",
+        "error",
+        "worker",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("message"), ordering="message")
+    def message_link(self, obj: Attempt) -> SafeString:
+        # By id only: loading the message would cost a query per row.
+        return _admin_link(Message, obj.message_id, f"#{obj.message_id}")
+
+    @admin.display(description=_("outcome"), ordering="outcome")
+    def outcome_badge(self, obj: Attempt) -> SafeString:
+        return badge(obj.outcome, obj.get_outcome_display())
+
+    @admin.display(description=_("duration"))
+    def duration(self, obj: Attempt) -> str:
+        return f"{(obj.finished_at - obj.started_at).total_seconds():.2f} s"
+
+    @admin.display(description=_("error"))
+    def error_text(self, obj: Attempt) -> str:
+        return _short(obj.error)
+
+
+__all__ = [
+    "AttemptAdmin",
+    "MessageAdmin",
+    "RecipientAdmin",
+    "cancel_messages",
+    "retry_messages",
+]
