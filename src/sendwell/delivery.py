@@ -159,6 +159,23 @@ def claim(limit: int, worker: str) -> list[Message]:
     return list(Message.objects.filter(claimed_by=token, status=MessageStatus.SENDING))
 
 
+def _renew_claim(message: Message) -> bool:
+    """Extend our lease on ``message`` for one send; False if we no longer hold it.
+
+    A claim covers a whole batch, and a slow batch can outlast the lease: a message still
+    waiting its turn in this worker then looks abandoned, and another worker takes it over.
+    Checking and extending the claim right before each send means that only its holder sends,
+    provided one send (connect + read timeouts) is shorter than ``LEASE_SECONDS``.
+    """
+    lease_end = timezone.now() + timedelta(seconds=float(conf.setting("LEASE_SECONDS")))
+    renewed = Message.objects.filter(
+        pk=message.pk, claimed_by=message.claimed_by, status=MessageStatus.SENDING
+    ).update(next_attempt_at=lease_end)
+    if renewed:
+        message.next_attempt_at = lease_end
+    return bool(renewed)
+
+
 def _release(message: Message, **fields: object) -> bool:
     """Update ``message`` only while we still hold its claim."""
     fields.setdefault("claimed_by", "")
@@ -171,6 +188,10 @@ def _release(message: Message, **fields: object) -> bool:
 
 
 # --- delivering -----------------------------------------------------------------------------
+
+
+# Outcome.status when the message's lease expired before its send and another worker claimed it.
+CLAIM_LOST = "claim_lost"
 
 
 @dataclasses.dataclass
@@ -208,6 +229,15 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
                 return _throttled(message, reservation, accepted, transport.name, worker)
             if reservation.wait > 0:
                 time.sleep(reservation.wait)
+        if not _renew_claim(message):
+            if limiter is not None and reservation is not None:
+                limiter.refund(len(chunk), reservation)
+            logger.info(
+                "sendwell message %s: its lease expired before it was sent and another worker "
+                "claimed it; leaving it to that worker",
+                message.pk,
+            )
+            return Outcome(CLAIM_LOST, accepted)
         started = timezone.now()
         prepared = PreparedMessage(
             envelope_from=message.from_email,
@@ -477,7 +507,8 @@ def send_now(email: EmailMessage, route: Route, *, mailer: str) -> list[Accepted
         return None
     worker = worker_name()
     claim_token = f"{worker}:sync"
-    save_records([record], status=MessageStatus.SENDING, claim=claim_token)
+    with transaction.atomic():
+        save_records([record], status=MessageStatus.SENDING, claim=claim_token)
     message = record[0]
     outcome = deliver(message, route, worker=worker, max_wait=float(conf.setting("SYNC_MAX_WAIT")))
     if outcome.error is None:

@@ -32,6 +32,7 @@ logger = logging.getLogger("sendwell.quota")
 _LOCAL_CACHE_SECONDS = 5.0
 _cache: dict[tuple[Any, ...], tuple[float, Limits]] = {}
 _cache_lock = threading.Lock()
+_refresh_lock = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,10 +130,15 @@ def current_limits(options: SESOptions) -> Limits:
     if rate_override is not None and daily_override is not None:
         limits = Limits(rate=float(rate_override) * fraction, daily=float(daily_override))
     else:
-        row = AccountQuota.objects.filter(name=key[0]).first()
         max_age = timedelta(seconds=float(conf.setting("QUOTA_REFRESH_SECONDS")))
+        row = AccountQuota.objects.filter(name=key[0]).first()
         if row is None or timezone.now() - row.fetched_at > max_age:
-            row = refresh(options)
+            # One refresh per process at a time: a worker's threads all find the row stale at
+            # the same moment, and one GetAccount call answers for all of them.
+            with _refresh_lock:
+                row = AccountQuota.objects.filter(name=key[0]).first()
+                if row is None or timezone.now() - row.fetched_at > max_age:
+                    row = refresh(options)
         rate = float(rate_override) if rate_override is not None else row.max_send_rate
         daily = float(daily_override) if daily_override is not None else row.max_24_hour_send
         # SES's count includes our own sends up to the fetch; the limiter takes the larger of it
