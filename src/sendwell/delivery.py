@@ -164,8 +164,9 @@ def _renew_claim(message: Message) -> bool:
 
     A claim covers a whole batch, and a slow batch can outlast the lease: a message still
     waiting its turn in this worker then looks abandoned, and another worker takes it over.
-    Checking and extending the claim right before each send means that only its holder sends,
-    provided one send (connect + read timeouts) is shorter than ``LEASE_SECONDS``.
+    Checking and extending the claim before each send means that only its holder sends,
+    provided the wait for the rate limiter (at most the worker's max wait) plus one send
+    (connect + read timeouts) is shorter than ``LEASE_SECONDS``.
     """
     lease_end = timezone.now() + timedelta(seconds=float(conf.setting("LEASE_SECONDS")))
     renewed = Message.objects.filter(
@@ -221,6 +222,15 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
     size = transport.max_recipients
     for start in range(0, len(pending), size):
         chunk = pending[start : start + size]
+        # Before the limiter, not between its wait and the send: a database write there (on
+        # SQLite, waiting for the write lock) would start the send late, off its slot.
+        if not _renew_claim(message):
+            logger.info(
+                "sendwell message %s: its lease expired before it was sent and another worker "
+                "claimed it; leaving it to that worker",
+                message.pk,
+            )
+            return Outcome(CLAIM_LOST, accepted)
         reservation: Reservation | None = None
         if limiter is not None and route.ses is not None:
             limits = quota.current_limits(route.ses.options)
@@ -229,15 +239,6 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
                 return _throttled(message, reservation, accepted, transport.name, worker)
             if reservation.wait > 0:
                 time.sleep(reservation.wait)
-        if not _renew_claim(message):
-            if limiter is not None and reservation is not None:
-                limiter.refund(len(chunk), reservation)
-            logger.info(
-                "sendwell message %s: its lease expired before it was sent and another worker "
-                "claimed it; leaving it to that worker",
-                message.pk,
-            )
-            return Outcome(CLAIM_LOST, accepted)
         started = timezone.now()
         prepared = PreparedMessage(
             envelope_from=message.from_email,
