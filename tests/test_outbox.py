@@ -135,7 +135,6 @@ def test_send_messages_only_writes_and_enqueues_after_commit(
 
 def test_rolled_back_transaction_sends_nothing(fake_ses: FakeSES) -> None:
     with outbox_settings(fake_ses):
-
         try:
             with transaction.atomic():
                 queue(2)
