@@ -113,3 +113,10 @@ def test_secrets_echoed_by_aws_are_redacted() -> None:
     )
     assert "very-secret-value" not in str(error)
     assert "********" in str(error)
+
+
+def test_long_answers_are_cut_to_a_log_line() -> None:
+    page = "<!doctype html>\n<html>\n" + "<p>Not Found</p>\n" * 200
+    error = translate_ses_error(client_error("404", page, 404), OPTIONS)
+    assert "\n" not in str(error)
+    assert len(error.message) < 400

@@ -233,9 +233,17 @@ def _translate_client_error(
     )
 
 
+_MAX_ERROR_TEXT = 300
+
+
 def _redact(text: str, options: SESOptions) -> str:
-    """Remove secrets from text that came from botocore or AWS, in case one was echoed."""
+    """Text from botocore or AWS made fit for a log line: secrets removed (in case one was
+    echoed), whitespace collapsed and length capped (a proxy or a wrong endpoint can answer with
+    a whole HTML page)."""
     for secret in (options.secret_access_key, options.session_token):
         if secret:
             text = text.replace(secret, "********")
+    text = " ".join(text.split())
+    if len(text) > _MAX_ERROR_TEXT:
+        text = text[: _MAX_ERROR_TEXT - 1] + "…"
     return text
