@@ -130,6 +130,9 @@ class FakeSESProcess:
         result: dict[str, Any] = self._call("GET", "/_fake/stats")
         return result
 
+    def inject(self, fault: str, times: int = 1) -> None:
+        self._call("POST", "/_fake/inject", {"fault": fault, "times": times})
+
 
 # --- the outbox database, seen from the test ----------------------------------------------------
 
@@ -388,6 +391,8 @@ def report(title: str, **figures: Any) -> None:
 
 RATE = 50  # FakeSES's MaxSendRate: the workers read it with GetAccount, as from real SES
 MESSAGES = 200
+# The first retry waits 2-4 s: more than a second, so it is scheduled with run_after.
+RETRY_BACKOFF = 4.0
 
 
 def _rate_limited_run(deployment: Deployment, ses: FakeSESProcess, label: str) -> None:
@@ -408,16 +413,38 @@ def _rate_limited_run(deployment: Deployment, ses: FakeSESProcess, label: str) -
         worker_processes=len(worker_processes(deployment)),
     )
     assert busiest <= RATE, f"{busiest} recipients in one second; SES allows {RATE}"
-    assert ses.stats()["refused"] == {}
     # Both workers took part: the claims kept them apart, the shared limiter paced them together.
     assert len(worker_processes(deployment)) == 2
+
+    # A retry seconds away goes back to the engine as a deferred task (run_after): the drain that
+    # failed ends, nothing else runs (no sweep here), so only the engine can bring it back.
+    ses.inject("500", times=2)
+    deployment.enqueue("retry", 2, per_call=2)
+    attempts = (
+        "SELECT m.subject, a.outcome FROM sendwell_attempt a JOIN sendwell_message m "
+        "ON m.id = a.message_id WHERE m.subject LIKE 'retry %' ORDER BY a.started_at"
+    )
+    deployment.wait_until(
+        "the retries", lambda: [o for _, o in deployment.db.rows(attempts)].count("sent") == 2, 60
+    )
+    outcomes: dict[str, list[str]] = collections.defaultdict(list)
+    for subject, outcome in deployment.db.rows(attempts):
+        outcomes[subject].append(outcome)
+    assert outcomes == {"retry 0": ["retry", "sent"], "retry 1": ["retry", "sent"]}
+    [(run_after,)] = deployment.db.rows("SELECT run_after FROM sendwell_wakeup")
+    assert run_after is not None
 
 
 def test_sqlite_db_worker_two_processes_deliver_once_within_the_rate(
     processes: Processes, sqlite_url: str
 ) -> None:
     ses = FakeSESProcess(processes, "--rate", str(RATE))
-    deployment = Deployment(processes, database_url=sqlite_url, ses_endpoint=ses.endpoint_url)
+    deployment = Deployment(
+        processes,
+        database_url=sqlite_url,
+        ses_endpoint=ses.endpoint_url,
+        sendwell={"BACKOFF_BASE_SECONDS": RETRY_BACKOFF},
+    )
     _rate_limited_run(deployment, ses, "SQLite + db_worker x2, database limiter")
     # The limits came from SES (GetAccount), stored once for every worker.
     [(rate,)] = deployment.db.rows("SELECT max_send_rate FROM sendwell_accountquota")
@@ -443,7 +470,7 @@ def test_postgres_redis_rqworker_two_processes_deliver_once_within_the_rate(
         tasks="rq",
         redis_url=redis_server.url,
         queue=queue,
-        sendwell={"RATE_LIMITER": "redis"},
+        sendwell={"RATE_LIMITER": "redis", "BACKOFF_BASE_SECONDS": RETRY_BACKOFF},
     )
     deployment.manage("migrate", "-v0")
     _rate_limited_run(deployment, ses, "PostgreSQL + Redis + rqworker x2, Redis limiter")
