@@ -11,6 +11,7 @@ are still pending.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -21,11 +22,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from botocore.exceptions import BotoCoreError
 from django.core.mail import EmailMessage
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sendwell import conf, quota
+from sendwell import aws, conf, quota
 from sendwell.exceptions import (
     DeliveryError,
     Disposition,
@@ -219,6 +221,13 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
         if transport is route.ses and route.ses is not None
         else None
     )
+    if limiter is not None and route.ses is not None:
+        # A process builds its boto3 client on first use, which takes 0.1-0.3 s: build it before
+        # the limiter hands out a slot, not between the slot and the send, which would then
+        # reach SES late, bunched with the next slots into one second. A client that cannot be
+        # built fails again in send(), which records why.
+        with contextlib.suppress(BotoCoreError):
+            aws.ses_client(route.ses.options)
     size = transport.max_recipients
     for start in range(0, len(pending), size):
         chunk = pending[start : start + size]
