@@ -597,8 +597,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_resends_only_what_was_in_flig
     )
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
-    at_kill = ses.stats()  # requests SES had started but not answered were in flight
-    in_flight = at_kill["send_requests"] - at_kill["accepted"]
+    reached_ses = ses.stats()["send_requests"]
     # What the dead worker held: its claims stay until their lease expires.
     held = {
         address
@@ -608,6 +607,12 @@ def test_worker_killed_mid_batch_loses_nothing_and_resends_only_what_was_in_flig
         )
     }
     recorded_before = deployment.db.statuses().get("sent", 0)
+    [(recipients_recorded,)] = deployment.db.rows(
+        "SELECT COUNT(*) FROM sendwell_recipient WHERE status = 'sent'"
+    )
+    # Sends SES received (it accepts every one of them: no faults here) that the dead worker
+    # never recorded: the in-doubt ones. Each is sent again; nothing else may be.
+    in_doubt = reached_ses - recipients_recorded
     assert held, "the worker was not killed mid-batch"
     assert recorded_before < KILL_MESSAGES
     # Its delivery task died with it: only the sweep (beside the workers) wakes a new one.
@@ -620,9 +625,10 @@ def test_worker_killed_mid_batch_loses_nothing_and_resends_only_what_was_in_flig
     twice = {address for address, n in sent.items() if n > 1}
     assert all(n <= 2 for n in sent.values()), sent
     # Only messages the dead worker held can go twice, and only those it had in flight: at most
-    # one per sending thread.
+    # one per sending thread. (A request still in a socket buffer at the kill may reach SES after
+    # it was counted, hence >= rather than ==.)
     assert twice <= held, (twice, held)
-    assert len(twice) <= KILL_CONCURRENCY, twice
+    assert in_doubt <= len(twice) <= KILL_CONCURRENCY, (in_doubt, twice)
     assert deployment.db.statuses() == {"sent": KILL_MESSAGES}
     # The in-doubt window of one send: from the request leaving the worker to its acceptance
     # being recorded. A worker that dies inside it leaves a message SES has but the outbox
@@ -641,7 +647,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_resends_only_what_was_in_flig
         concurrency=KILL_CONCURRENCY,
         recorded_sent_before_kill=recorded_before,
         held_by_dead_worker=len(held),
-        in_flight_at_kill=in_flight,
+        reached_ses_unrecorded_at_kill=in_doubt,
         duplicates=len(twice),
     )
 
