@@ -198,11 +198,17 @@ def test_retryable_errors_are_retried_with_backoff_then_sent_once(fake_ses: Fake
         assert drain(time_budget=5)["claimed"] == 0  # not due yet
         make_due()
         drain(time_budget=5)
+        # Throttled: back in about a second, without spending an attempt.
+        message.refresh_from_db()
+        assert message.last_error_code == "TooManyRequestsException"  # v2 throttling
+        assert message.attempt_count == 1
+        assert message.next_attempt_at is not None
+        assert (message.next_attempt_at - timezone.now()).total_seconds() <= 1.5
         make_due()
         drain(time_budget=5)
     message.refresh_from_db()
     assert message.status == MessageStatus.SENT
-    assert message.attempt_count == 2
+    assert message.attempt_count == 1
     outcomes = list(message.attempts.values_list("outcome", flat=True))
     assert outcomes == [AttemptOutcome.RETRY, AttemptOutcome.RETRY, AttemptOutcome.SENT]
     assert len(fake_ses.messages) == 1

@@ -36,7 +36,6 @@ from sendwell.exceptions import (
 )
 from sendwell.mime import PreparedMessage, prepare
 from sendwell.models import (
-    DUE_STATUSES,
     PENDING_RECIPIENT_STATUSES,
     Attempt,
     AttemptOutcome,
@@ -47,7 +46,7 @@ from sendwell.models import (
     RecipientStatus,
     Transport,
 )
-from sendwell.ratelimit import Reservation, limiter_for
+from sendwell.ratelimit import Limits, RateLimiter, Reservation, limiter_for
 from sendwell.transports.base import AcceptedCall
 from sendwell.transports.base import Transport as TransportProtocol
 from sendwell.transports.ses import SESTransport
@@ -140,7 +139,9 @@ def claim(limit: int, worker: str) -> list[Message]:
     now = timezone.now()
     lease_end = now + timedelta(seconds=float(conf.setting("LEASE_SECONDS")))
     token = f"{worker}:{uuid.uuid4().hex[:8]}"
-    due = Message.objects.filter(status__in=DUE_STATUSES, next_attempt_at__lte=now)
+    # next_attempt_at is set exactly while a message is due (see the model): this condition alone
+    # is what lets SQLite and PostgreSQL use the partial index sendwell_message_due.
+    due = Message.objects.filter(next_attempt_at__lte=now)
     if connection.features.has_select_for_update_skip_locked:
         with transaction.atomic():
             ids = list(
@@ -158,7 +159,12 @@ def claim(limit: int, worker: str) -> list[Message]:
         due.filter(pk__in=oldest).update(
             status=MessageStatus.SENDING, claimed_by=token, next_attempt_at=lease_end
         )
-    return list(Message.objects.filter(claimed_by=token, status=MessageStatus.SENDING))
+    # Found again through the index: our rows are exactly those with our lease end and token.
+    return list(
+        Message.objects.filter(
+            next_attempt_at=lease_end, claimed_by=token, status=MessageStatus.SENDING
+        )
+    )
 
 
 def _renew_claim(message: Message) -> bool:
@@ -240,15 +246,6 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
                 message.pk,
             )
             return Outcome(CLAIM_LOST, accepted)
-        reservation: Reservation | None = None
-        if limiter is not None and route.ses is not None:
-            limits = quota.current_limits(route.ses.options)
-            reservation = limiter.reserve(len(chunk), limits, max_wait=max_wait)
-            if not reservation.allowed:
-                return _throttled(message, reservation, accepted, transport.name, worker)
-            if reservation.wait > 0:
-                time.sleep(reservation.wait)
-        started = timezone.now()
         prepared = PreparedMessage(
             envelope_from=message.from_email,
             recipients=tuple(address for _, address in chunk),
@@ -256,6 +253,13 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
             configuration_set=message.configuration_set or None,
             tags=tuple(message.tags.items()),
         )
+        reservation: Reservation | None = None
+        if limiter is not None and route.ses is not None:
+            limits = quota.current_limits(route.ses.options)
+            reservation = wait_for_slot(limiter, limits, len(chunk), max_wait=max_wait)
+            if not reservation.allowed:
+                return _throttled(message, reservation, accepted, transport.name, worker)
+        started = timezone.now()
         try:
             calls = transport.send(prepared)
         except DeliveryError as error:
@@ -294,6 +298,35 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
         _circuit_success(route)
     _finish_sent(message, route, accepted, transport_name=transport.name)
     return Outcome(MessageStatus.SENT, accepted)
+
+
+# How late after its slot a send may still start. Later than that, it would reach SES bunched
+# with the sends of the next slots (a thread woken late on a busy machine, a slow lock): it
+# takes a new slot instead, so that no second ever holds more than the rate.
+LATE_SLOT_TOLERANCE = 0.02
+# The pause before a message SES throttled goes back to the limiter (seconds, jittered).
+THROTTLE_PAUSE = 1.0
+_SLOT_TRIES = 5
+
+
+def wait_for_slot(
+    limiter: RateLimiter, limits: Limits, recipients: int, *, max_wait: float
+) -> Reservation:
+    """Reserve a slot for ``recipients`` and sleep until it; re-reserve if we woke too late."""
+    for _ in range(_SLOT_TRIES):
+        reservation = limiter.reserve(recipients, limits, max_wait=max_wait)
+        if not reservation.allowed:
+            return reservation
+        # Lateness is measured on this process's clock: the Redis limiter's slot times are
+        # Redis's.
+        slot = time.monotonic() + reservation.wait
+        if reservation.wait > 0:
+            time.sleep(reservation.wait)
+        if time.monotonic() - slot <= LATE_SLOT_TOLERANCE:
+            return reservation
+        # The slot is spent (the schedule has moved on); its quota count is given back.
+        limiter.refund(recipients, reservation)
+    return reservation
 
 
 def _choose_transport(message: Message, route: Route) -> TransportProtocol:
@@ -424,6 +457,13 @@ def _failed_attempt(
     if error.disposition is Disposition.DEFER:
         outcome, status = AttemptOutcome.DEFERRED, MessageStatus.DEFERRED
         next_at: datetime | None = now + timedelta(seconds=600)
+    elif isinstance(error, ThrottledError) and (now - message.created_at).total_seconds() < float(
+        conf.setting("MAX_AGE_SECONDS")
+    ):
+        # "Maximum sending rate exceeded" means slower, not down: come back in about a second,
+        # through the limiter again, without spending an attempt or tripping the circuit.
+        outcome, status = AttemptOutcome.RETRY, MessageStatus.DEFERRED
+        next_at = now + timedelta(seconds=THROTTLE_PAUSE * random.uniform(0.5, 1.5))  # noqa: S311
     elif error.disposition is Disposition.RETRY:
         attempts += 1
         if transport is route.ses and route.failover and route.smtp is not None:

@@ -75,6 +75,8 @@ class Message(models.Model):
     )
     attempt_count = models.PositiveIntegerField(default=0)
     # When the message is due: first attempt, retry time, quota room, or (SENDING) lease expiry.
+    # Set exactly while the status is one of DUE_STATUSES, NULL once the message is done: the
+    # partial index below holds only the work still to do.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=200, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -85,11 +87,14 @@ class Message(models.Model):
 
     class Meta:
         indexes = [
-            # The one query that picks work: due statuses ordered by next_attempt_at. Partial, so
-            # it stays small however many sent messages the table holds.
+            # The one query that picks work: next_attempt_at <= now, oldest first. Partial, so it
+            # stays small however many sent messages the table holds. The condition is on the
+            # column itself rather than on status: SQLite can only use a partial index when the
+            # query implies its condition, and "next_attempt_at <= ?" implies "IS NOT NULL",
+            # while Django's "status IN (?, ?, ?)" is never matched to a literal list.
             models.Index(
                 fields=["next_attempt_at"],
-                condition=Q(status__in=[s.value for s in DUE_STATUSES]),
+                condition=Q(next_attempt_at__isnull=False),
                 name="sendwell_message_due",
             ),
             models.Index(fields=["status", "created_at"], name="sendwell_message_status"),
