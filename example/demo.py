@@ -1,17 +1,32 @@
 """``./dev demo``: send real email through the example site's production settings.
 
-It starts two local servers on 127.0.0.1 - moto's Amazon SES endpoint and an SMTP server with
-STARTTLS and AUTH - then runs the example site's ``manage.py`` in subprocesses with
-``DJANGO_SETTINGS_MODULE=example_site.settings.production`` and only environment variables set, as a
-deployment would: once per transport (SES v2, SES v1, SMTP), ``sendtestemail`` and
-``send_demo_email`` (text + HTML + attachment). Finally it prints what each server received.
+Part 1, sending at once: it starts two local servers on 127.0.0.1 - moto's Amazon SES endpoint
+and an SMTP server with STARTTLS and AUTH - then runs the example site's ``manage.py`` in
+subprocesses with ``DJANGO_SETTINGS_MODULE=example_site.settings.production`` and only
+environment variables set, as a deployment would: once per transport (SES v2, SES v1, SMTP),
+``sendtestemail`` and ``send_demo_email`` (text + HTML + attachment). It prints what each server
+received.
 
-Nothing leaves this machine: the SES endpoint is moto's, the keys are dummies. Every server it
-starts is stopped on exit, error or Ctrl-C; the exit status is non-zero on any failure.
+Part 2, queued sending (``EMAIL_QUEUE=True``): it starts a local SES account (sendwell's FakeSES,
+which reports a max send rate of 5 recipients/s through GetAccount and refuses calls over it),
+queues a batch of 25 messages (``manage.py queue_demo_batch``, timed: it returns at once), starts
+two ``manage.py db_worker`` processes and waits until the endpoint has every recipient and
+``manage.py sendwell status`` shows everything sent. It prints the recipients the endpoint
+received per second next to the limit, checks that none was lost, duplicated or refused, and that
+no second held more than the limit; then creates the admin user demo/demo and counts the rows
+the admin's message list shows (Django's test client, logged in).
+
+``--count``, ``--rate``, ``--cc-every`` and ``--workers`` change part 2's batch, account rate,
+second recipients and worker count. Nothing leaves this machine: the SES endpoints are local,
+the keys are dummies. The database, ``.demo/db.sqlite3``, is recreated on each run. Every server
+and worker it starts is stopped on exit, error or Ctrl-C (SIGTERM, then SIGKILL after 10 s);
+the exit status is non-zero on any failure.
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
 import contextlib
 import dataclasses
 import email
@@ -20,6 +35,8 @@ import functools
 import json
 import os
 import platform
+import re
+import select
 import signal
 import socket
 import subprocess
@@ -27,8 +44,10 @@ import sys
 import textwrap
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import parseaddr
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -249,10 +268,19 @@ def show_variables(variant: Mapping[str, str]) -> None:
     detail("environment: " + " ".join(shown))
 
 
-def manage(args: Sequence[str], variant: Mapping[str, str]) -> tuple[str, str]:
-    """Run ``example/manage.py ARGS`` with the given variables; return its stdout and stderr."""
+def manage(
+    args: Sequence[str],
+    variant: Mapping[str, str],
+    *,
+    echo: bool = True,
+    show_command: bool = True,
+) -> tuple[str, str]:
+    """Run ``example/manage.py ARGS`` with the given variables; return its stdout and stderr.
+
+    The command and its output are printed (only its stderr with ``echo=False``)."""
     command = [sys.executable, "manage.py", *args]
-    print(f"    $ manage.py {' '.join(args)}", flush=True)
+    if show_command:
+        print(f"    $ manage.py {' '.join(args)}", flush=True)
     try:
         result = subprocess.run(
             command,
@@ -265,7 +293,9 @@ def manage(args: Sequence[str], variant: Mapping[str, str]) -> tuple[str, str]:
         )
     except subprocess.TimeoutExpired as error:
         raise DemoError(f"manage.py {args[0]} did not finish in {COMMAND_TIMEOUT}s") from error
-    output = (result.stdout + result.stderr).strip()
+    output = result.stdout if echo or result.returncode else ""
+    # Keep the first line's indentation (`sendwell status` right-aligns its statuses).
+    output = (output + result.stderr).rstrip().lstrip("\n")
     if output:
         detail(textwrap.indent(output, "  "))
     if result.returncode != 0:
@@ -360,6 +390,487 @@ def check_demo_email_output(transport: str, output: str, delivery: Delivery) -> 
         )
 
 
+# --- part 2: the outbox, its workers and the account's send rate -----------------------------
+
+# The "local SES account" of part 2: its limits, reported by GetAccount and enforced.
+DEFAULT_RATE = 5.0
+ACCOUNT_QUOTA = 50_000
+DELIVERY_TIMEOUT = 60  # seconds the workers get to deliver the batch
+STOP_TIMEOUT = 10  # seconds between SIGTERM and SIGKILL
+# db_worker: look for tasks every 0.2 s (default 1 s), start at once, never autoreload.
+WORKER_OPTIONS = ("--interval", "0.2", "--no-startup-delay", "--no-reload")
+SUPERUSER = ("demo", "demo")
+ADMIN_URL_PATH = "/admin/sendwell/message/"
+PENDING_STATUSES = frozenset({"queued", "sending", "deferred"})
+
+# Run by `manage.py shell -c` with the settings `runserver` is shown with: log in as the demo
+# superuser with Django's test client, fetch the admin's message list and count what it shows.
+ADMIN_CHECK = r"""
+import json, os, re
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.test import Client
+from sendwell.models import Attempt, Message
+
+tag = os.environ["SENDWELL_DEMO_TAG"]
+client = Client(HTTP_HOST="localhost")
+client.force_login(get_user_model().objects.get(username=os.environ["SENDWELL_DEMO_USER"]))
+response = client.get(os.environ["SENDWELL_DEMO_PATH"])
+page = response.content.decode()
+table = page.partition('id="result_list"')[2].partition("</table>")[0]
+rows = re.split(r"<tr[\s>]", table.partition("<tbody>")[2])[1:]
+batch_rows = [row for row in rows if tag in row]
+sent_by = {}
+for worker, message in Attempt.objects.filter(
+    outcome="sent", message__subject__contains=tag
+).values_list("worker", "message"):
+    sent_by.setdefault(worker.split(":")[-2], set()).add(message)
+per_page = admin.site.get_model_admin(Message).list_per_page
+print(json.dumps({
+    "status": response.status_code,
+    "expected_rows": min(Message.objects.count(), per_page),
+    "rows": len(rows),
+    "batch_rows": len(batch_rows),
+    "batch_rows_sent": sum('sendwell-sent"' in row for row in batch_rows),
+    "messages": Message.objects.count(),
+    "sent_by_pid": {pid: len(messages) for pid, messages in sent_by.items()},
+}))
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchOptions:
+    count: int = 25
+    rate: float = DEFAULT_RATE
+    cc_every: int = 0
+    workers: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    """One SendEmail call the local SES account accepted."""
+
+    message_id: str
+    recipients: tuple[str, ...]
+    at: float  # Unix time
+
+
+def stop_processes(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process still running, then SIGKILL whichever has not exited in time."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for process in running:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class LocalSESAccount:
+    """sendwell's FakeSES (``python -m sendwell.testing.fake_ses``) in a subprocess: an SES v2
+    endpoint whose GetAccount reports a small max send rate, which it also enforces as SES does
+    (``--enforce-rate``: a call that would put more recipients than the rate into one second is
+    refused with "Maximum sending rate exceeded"). It records when each message arrived."""
+
+    def __init__(self, log_file: Path, *, rate: float, quota: int, sender: str) -> None:
+        self.log_file = log_file
+        self.rate = rate
+        self.quota = quota
+        self.sender = sender
+        self.endpoint_url = ""
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Self:
+        command = [
+            sys.executable,
+            "-m",
+            "sendwell.testing.fake_ses",
+            "--port",
+            "0",
+            "--rate",
+            f"{self.rate:g}",
+            "--quota",
+            str(self.quota),
+            "--enforce-rate",
+            "--verified",
+            self.sender,
+        ]
+        with self.log_file.open("wb") as log:
+            self._process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL
+            )
+        try:
+            self.endpoint_url = self._first_line(timeout=30)
+            if not self.endpoint_url.startswith("http://127.0.0.1:"):
+                raise DemoError(f"FakeSES printed {self.endpoint_url!r}, not its URL")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _first_line(self, timeout: float) -> str:
+        """FakeSES prints its URL first; read it without blocking past ``timeout``."""
+        assert self._process is not None
+        assert self._process.stdout is not None
+        descriptor = self._process.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        data = b""
+        while b"\n" not in data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DemoError(
+                    f"FakeSES did not print its URL in {timeout:g}s; see {self.log_file}"
+                )
+            ready, _, _ = select.select([descriptor], [], [], remaining)
+            if ready:
+                chunk = os.read(descriptor, 4096)
+                if not chunk:
+                    raise DemoError(f"FakeSES exited at start; see {self.log_file}")
+                data += chunk
+        return data.partition(b"\n")[0].decode().strip()
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            stop_processes([process])
+            if process.stdout is not None:
+                process.stdout.close()
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.endpoint_url}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    def received(self) -> list[Received]:
+        """Every accepted call, with the Message-ID of the MIME it carried."""
+        calls = []
+        for item in self.get("/_fake/messages?raw=1"):
+            headers = BytesHeaderParser(policy=email.policy.default).parsebytes(
+                base64.b64decode(item["raw"])
+            )
+            calls.append(
+                Received(
+                    str(headers.get("Message-ID", "")),
+                    tuple(item["destinations"]),
+                    float(item["received_at"]),
+                )
+            )
+        return calls
+
+
+class Workers:
+    """``manage.py db_worker`` processes: django-tasks-db's workers, which run sendwell's
+    delivery task. Each logs to ``.demo/worker-N.log``; all are stopped on exit."""
+
+    def __init__(self, count: int, variant: Mapping[str, str]) -> None:
+        self.count = count
+        self.variant = variant
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.pids: list[int] = []
+        self.log_files = [DEMO_DIR / f"worker-{number}.log" for number in range(1, count + 1)]
+
+    def __enter__(self) -> Self:
+        try:
+            for number, log_file in enumerate(self.log_files, start=1):
+                args = ["db_worker", *WORKER_OPTIONS, "--worker-id", f"demo-worker-{number}"]
+                with log_file.open("wb") as log:
+                    self.processes.append(
+                        subprocess.Popen(
+                            [sys.executable, "manage.py", *args],
+                            cwd=EXAMPLE_DIR,
+                            env=child_environment(self.variant),
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL,
+                        )
+                    )
+                self.pids.append(self.processes[-1].pid)
+                detail(
+                    f"worker {number}: pid {self.processes[-1].pid}, "
+                    f"log {log_file.relative_to(REPO_DIR)}"
+                )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def check_running(self) -> None:
+        for number, process in enumerate(self.processes, start=1):
+            if process.poll() is not None:
+                log = self.log_files[number - 1].relative_to(REPO_DIR)
+                raise DemoError(f"worker {number} exited with {process.returncode}; see {log}")
+
+    def name_of(self, pid: str) -> str:
+        """``worker N`` for a worker's process id (sendwell records it in each attempt)."""
+        for number, known in enumerate(self.pids, start=1):
+            if str(known) == pid:
+                return f"worker {number}"
+        return f"process {pid}"
+
+    def stop(self) -> None:
+        processes, self.processes = self.processes, []
+        stop_processes(processes)
+
+
+def status_counts(output: str) -> dict[str, int]:
+    """``manage.py sendwell status``'s ``<status>: <count>`` lines."""
+    counts = {}
+    for line in output.splitlines():
+        match = re.fullmatch(r"\s*([a-z_]+): (\d+)", line)
+        if match:
+            counts[match[1]] = int(match[2])
+    return counts
+
+
+def wait_for_endpoint(
+    ses: LocalSESAccount, workers: Workers, expected: int, started: float
+) -> float:
+    """Wait until the endpoint has accepted ``expected`` recipients; print progress every 2 s.
+    Returns the seconds it took from ``started``."""
+    deadline = started + DELIVERY_TIMEOUT
+    next_report = started + 2
+    while True:
+        workers.check_running()
+        accepted = sum(len(call["destinations"]) for call in ses.get("/_fake/messages"))
+        now = time.monotonic()
+        if accepted >= expected:
+            return now - started
+        if now > deadline:
+            raise DemoError(
+                f"after {DELIVERY_TIMEOUT}s the endpoint has {accepted} of {expected} recipients"
+            )
+        if now >= next_report:
+            detail(f"  {now - started:4.1f}s: {accepted:>3} of {expected} recipients accepted")
+            next_report += 2
+        time.sleep(0.2)
+
+
+def wait_for_outbox(variant: Mapping[str, str]) -> dict[str, int]:
+    """Run ``manage.py sendwell status`` until nothing is queued, sending or deferred."""
+    deadline = time.monotonic() + 20
+    while True:
+        output, _ = manage(["sendwell", "status"], variant)
+        counts = status_counts(output)
+        if not PENDING_STATUSES & {status for status, count in counts.items() if count}:
+            return counts
+        if time.monotonic() > deadline:
+            raise DemoError(f"the outbox still has pending messages: {counts}")
+        time.sleep(1)
+
+
+def busiest_window(calls: Sequence[Received]) -> int:
+    """The most recipients the endpoint accepted within any one second, counted as FakeSES and
+    SES count (all calls in ``(t - 1 s, t]`` at each arrival ``t``)."""
+    times = sorted((call.at, len(call.recipients)) for call in calls)
+    busiest = 0
+    for index, (at, _) in enumerate(times):
+        busiest = max(busiest, sum(n for other, n in times[: index + 1] if other > at - 1.0))
+    return busiest
+
+
+def print_histogram(calls: Sequence[Received], rate: float) -> int:
+    """Recipients accepted per second since the first one, next to the account's limit;
+    returns the busiest second."""
+    first = min(call.at for call in calls)
+    per_second: dict[int, int] = {}
+    for call in calls:
+        second = int(call.at - first)
+        per_second[second] = per_second.get(second, 0) + len(call.recipients)
+    seconds = max(per_second) + 1
+    width = max(int(rate), *per_second.values())
+    scale = max(1.0, width / 50)  # at most 50 characters of bar
+    for second in range(seconds):
+        count = per_second.get(second, 0)
+        bar = "#" * round(count / scale)
+        over = "  OVER THE LIMIT" if count > rate else ""
+        detail(
+            f"second {second + 1:>2}: {bar:<{round(width / scale)}} {count:>3}"
+            f"  (limit {rate:g}/s){over}"
+        )
+    return max(per_second.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """What ``queue_demo_batch`` queued."""
+
+    tag: str  # in every subject: tells this run's messages apart
+    messages: int
+    expected: frozenset[tuple[str, str]]  # (Message-ID, recipient) pairs
+    seconds: float  # how long the send() calls took
+
+
+def queue_batch(options: BatchOptions, variant: Mapping[str, str]) -> Batch:
+    step(f"queueing {options.count} messages with EMAIL_QUEUE=True (no worker is running)")
+    show_variables(variant)
+    tag = f"demo {uuid.uuid4().hex[:6]}"
+    args = ["queue_demo_batch", "--count", str(options.count), "--tag", tag, "--json"]
+    if options.cc_every:
+        args += ["--cc-every", str(options.cc_every)]
+    output, _ = manage(args, variant, echo=False)
+    queued = json.loads(output)
+    batch = Batch(
+        tag=tag,
+        messages=len(queued["messages"]),
+        expected=frozenset(
+            (item["message_id"], address)
+            for item in queued["messages"]
+            for address in item["recipients"]
+        ),
+        seconds=float(queued["seconds"]),
+    )
+    detail(
+        f"{batch.messages} send() calls ({len(batch.expected)} recipients) returned in "
+        f"{batch.seconds:.2f}s, {batch.seconds / batch.messages * 1000:.0f} ms each: each "
+        "wrote its message to the outbox and a delivery task to the queue.\n"
+        f"At {options.rate:g} recipients/s, sending them takes "
+        f"{len(batch.expected) / options.rate:.1f}s or more."
+    )
+    counts = status_counts(manage(["sendwell", "status"], variant)[0])
+    if counts.get("queued", 0) != batch.messages:
+        raise DemoError(f"expected {batch.messages} queued messages, status shows {counts}")
+    return batch
+
+
+def check_endpoint(ses: LocalSESAccount, batch: Batch, rate: float) -> tuple[list[str], int]:
+    """Print what the endpoint received per second and in total; return what went wrong and
+    the most recipients it received within one second."""
+    step(f"what the local SES account received, per second (limit {rate:g} recipients/s)")
+    calls = ses.received()
+    if not calls:
+        return ["the endpoint received nothing"], 0
+    stats = ses.get("/_fake/stats")
+    busiest_second = print_histogram(calls, rate)
+    pairs = [(call.message_id, address) for call in calls for address in call.recipients]
+    received = set(pairs)
+    duplicates = len(pairs) - len(received)
+    lost = batch.expected - received
+    unexpected = received - batch.expected
+    refused: dict[str, int] = stats["refused"]
+    window = busiest_window(calls)
+    detail(
+        f"sent: {len(received & batch.expected)} of {len(batch.expected)} recipients in "
+        f"{len(calls)} SendEmail calls; lost: {len(lost)}; duplicates: {duplicates}; "
+        f"not in the batch: {len(unexpected)}"
+    )
+    detail(
+        f"most recipients in one second: {busiest_second} (in any 1-s window: {window}), "
+        f"limit {rate:g}/s; calls refused by the endpoint: {sum(refused.values())}"
+        + (f" {refused}" if refused else "")
+    )
+    problems = []
+    if lost or unexpected:
+        problems.append(f"{len(lost)} recipients lost, {len(unexpected)} not in the batch")
+    if duplicates:
+        problems.append(f"{duplicates} duplicate deliveries")
+    if window > rate:
+        problems.append(f"{window} recipients within one second, over the limit of {rate:g}/s")
+    if refused or stats["faults_served"]:
+        problems.append(f"the endpoint refused calls: {refused or stats['faults_served']}")
+    return problems, window
+
+
+def check_admin(batch: Batch, counts: Mapping[str, int], workers: Workers) -> list[str]:
+    """Create the demo superuser; fetch the admin's message list as it and count its rows."""
+    step("the records in the admin")
+    manage(
+        ["createsuperuser", "--noinput", "--username", SUPERUSER[0], "--email", SENDER],
+        {"DJANGO_SUPERUSER_PASSWORD": SUPERUSER[1]},
+    )
+    print(f"    $ manage.py shell -c <log in as {SUPERUSER[0]}, GET {ADMIN_URL_PATH}>")
+    output, _ = manage(
+        ["shell", "--settings=example_site.settings.demo", "--no-imports", "-c", ADMIN_CHECK],
+        {
+            "SENDWELL_DEMO_TAG": batch.tag,
+            "SENDWELL_DEMO_USER": SUPERUSER[0],
+            "SENDWELL_DEMO_PATH": ADMIN_URL_PATH,
+        },
+        echo=False,
+        show_command=False,
+    )
+    admin = json.loads(output)
+    detail(
+        f"HTTP {admin['status']}: the list shows {admin['rows']} messages "
+        f"({admin['messages']} in the database), {admin['batch_rows']} of them from this "
+        f"batch, {admin['batch_rows_sent']} of those marked sent"
+    )
+    sent_by = sorted((workers.name_of(pid), n) for pid, n in admin["sent_by_pid"].items())
+    detail("the batch was sent by " + ", ".join(f"{name}: {n}" for name, n in sent_by))
+    if (
+        admin["status"] == 200
+        and admin["messages"] == counts.get("sent")
+        and admin["rows"] == admin["expected_rows"]
+        and admin["batch_rows"] == admin["batch_rows_sent"] == min(batch.messages, admin["rows"])
+    ):
+        return []
+    return [f"the admin does not list every message as sent: {admin}"]
+
+
+def queued_sending(options: BatchOptions, base_variant: Mapping[str, str]) -> str:
+    """Part 2: queue a batch with EMAIL_QUEUE=True, deliver it with db_worker processes at the
+    local account's rate, check every recipient got exactly one copy, show it in the admin.
+    Returns a one-line summary."""
+    with contextlib.ExitStack() as stack:
+        step(
+            f"starting a local SES account: FakeSES, max send rate {options.rate:g} "
+            f"recipients/s (enforced), {ACCOUNT_QUOTA} per 24 h"
+        )
+        ses = stack.enter_context(
+            LocalSESAccount(
+                DEMO_DIR / "fake-ses.log", rate=options.rate, quota=ACCOUNT_QUOTA, sender=SENDER
+            )
+        )
+        detail(
+            f"listening on {ses.endpoint_url}; sendwell reads these limits with SES v2 "
+            "GetAccount and sends at 90% of the rate (SENDWELL['RATE_FRACTION'])"
+        )
+        variant = {**base_variant, "AWS_ENDPOINT_URL": ses.endpoint_url, "EMAIL_QUEUE": "True"}
+        batch = queue_batch(options, variant)
+
+        step(f"starting {options.workers} workers: manage.py db_worker {' '.join(WORKER_OPTIONS)}")
+        started = time.monotonic()
+        workers = stack.enter_context(Workers(options.workers, variant))
+        took = wait_for_endpoint(ses, workers, len(batch.expected), started)
+        detail(
+            f"all {len(batch.expected)} recipients accepted {took:.1f}s after the workers started"
+        )
+        counts = wait_for_outbox(variant)
+        step("stopping the workers")
+        workers.stop()
+
+        problems, busiest = check_endpoint(ses, batch, options.rate)
+        step("stopping the local SES account")
+    if set(counts) != {"sent"}:
+        problems.append(f"not every message is sent: {counts}")
+    problems += check_admin(batch, counts, workers)
+    if problems:
+        raise DemoError("queued sending: " + "; ".join(problems))
+    return (
+        f"{batch.messages} messages ({len(batch.expected)} recipients) queued in "
+        f"{batch.seconds:.2f}s; {options.workers} workers delivered every recipient once in "
+        f"{took:.1f}s, at most {busiest} per second (limit {options.rate:g}); none refused"
+    )
+
+
 # --- the demo --------------------------------------------------------------------------------
 
 
@@ -386,13 +897,18 @@ def send_both(
     return [test, demo]
 
 
-def run() -> list[Delivery]:
+def run(options: BatchOptions) -> list[str]:
+    """Both parts of the demo; returns a summary line for each."""
     step(
         f"sendwell demo: Python {platform.python_version()}, Django {django.get_version()}, "
         f"the example site in {EXAMPLE_DIR.relative_to(REPO_DIR)}/ with its production settings"
     )
     DEMO_DIR.mkdir(exist_ok=True)
+    # A fresh database each run, so that what the outbox and the admin show is this run's.
+    for suffix in ("", "-wal", "-shm"):
+        DATABASE.with_name(DATABASE.name + suffix).unlink(missing_ok=True)
     deliveries: list[Delivery] = []
+    step("part 1: sending at once (EMAIL_QUEUE=False), through SES v2, SES v1 and SMTP")
     with contextlib.ExitStack() as servers:
         step("starting a local Amazon SES endpoint (moto server)")
         ses = servers.enter_context(LocalSES(DEMO_DIR / "moto.log"))
@@ -446,7 +962,22 @@ def run() -> list[Delivery]:
         detail(f"both SMTP messages arrived over STARTTLS, authenticated as {SMTP_LOGIN[0]}")
 
         step("stopping the servers")
-    return deliveries
+    step(f"part 1 delivered {len(deliveries)} messages")
+    print_table(deliveries)
+    print(
+        "SES rows: the message id SES (moto) returned and recorded. SMTP rows: the Message-ID "
+        "header.",
+        flush=True,
+    )
+
+    step(
+        f"part 2: queued sending (EMAIL_QUEUE=True): {options.count} messages, "
+        f"{options.workers} db_worker processes, a local SES account allowing {options.rate:g}/s"
+    )
+    return [
+        f"part 1: {len(deliveries)} messages sent at once through SES v2, SES v1 and SMTP",
+        "part 2: " + queued_sending(options, ses_variant),
+    ]
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -454,26 +985,57 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def main() -> int:
+def parse_arguments(argv: Sequence[str] | None) -> BatchOptions:
+    parser = argparse.ArgumentParser(
+        prog="./dev demo", description="Send email through the example site to local servers."
+    )
+    defaults = BatchOptions()
+    parser.add_argument("--count", type=int, default=defaults.count, help="part 2's batch size")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=defaults.rate,
+        help="the local SES account's max send rate, recipients per second",
+    )
+    parser.add_argument(
+        "--cc-every",
+        type=int,
+        default=defaults.cc_every,
+        metavar="N",
+        help="give every Nth message of the batch a second recipient (default: none)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=defaults.workers, help="db_worker processes to run"
+    )
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.rate <= 0 or args.cc_every < 0 or args.workers < 1:
+        parser.error("--count, --rate and --workers must be positive, --cc-every at least 0")
+    return BatchOptions(
+        count=args.count, rate=args.rate, cc_every=args.cc_every, workers=args.workers
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_arguments(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     started = time.monotonic()
     try:
-        deliveries = run()
+        summary = run(options)
     except DemoError as error:
         print(f"\ndemo FAILED: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\ndemo interrupted; servers stopped", file=sys.stderr)
+        print("\ndemo interrupted; servers and workers stopped", file=sys.stderr)
         return 130
     except SystemExit:
-        print("\ndemo terminated; servers stopped", file=sys.stderr)
+        print("\ndemo terminated; servers and workers stopped", file=sys.stderr)
         raise
-    step(f"delivered {len(deliveries)} messages in {time.monotonic() - started:.1f}s")
-    print_table(deliveries)
+    step(f"demo passed in {time.monotonic() - started:.0f}s")
+    print("\n".join(summary))
     print(
-        "\nSES rows: the message id SES (moto) returned and recorded. SMTP rows: the Message-ID "
-        "header.\nBrowse the site: cd example && ../.venv/bin/python manage.py runserver "
-        "--settings=example_site.settings.demo"
+        "\nSee the records in the admin (log in as demo, password demo):\n"
+        "    .venv/bin/python example/manage.py runserver --settings=example_site.settings.demo\n"
+        f"    then open http://127.0.0.1:8000{ADMIN_URL_PATH}"
     )
     return 0
 

@@ -5,7 +5,9 @@ fallback (real environment variables win, as in sendwell's own email settings).
 """
 
 from pathlib import Path
+from typing import Any
 
+import django
 from django.core.exceptions import ImproperlyConfigured
 
 from sendwell.env import read_environment
@@ -47,9 +49,22 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "sendwell",
-    # The site itself: its management commands (send_demo_email).
+    # The outbox's task queue (EMAIL_QUEUE=True): django-tasks-db keeps delivery tasks in this
+    # database and `manage.py db_worker` runs them. Installed whatever EMAIL_QUEUE says, so that
+    # `migrate` has created its table before the outbox is switched on.
+    "django_tasks_db",
+    # The site itself: its management commands (send_demo_email, queue_demo_batch).
     "example_site",
 ]
+if django.VERSION < (6, 0):
+    # Django 5.2 has no django.tasks: django-tasks is its backport (task backends, system
+    # checks, log messages), which django-tasks-db builds on.
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("django_tasks_db"), "django_tasks")
+
+# With EMAIL_QUEUE=True sendwell delivers mail in the django.tasks task
+# sendwell.tasks.drain_outbox: on one machine, run one or more `python manage.py db_worker`
+# beside the web server (docs/outbox.md).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -60,6 +75,25 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+
+def sqlite_database(path: str | Path) -> dict[str, Any]:
+    """A SQLite ``DATABASES`` entry that the web server and the outbox workers can share.
+
+    WAL lets readers work while one process writes; IMMEDIATE transactions take the write lock at
+    BEGIN, so that two writers queue for up to ``timeout`` seconds instead of one failing with
+    "database is locked" halfway through its transaction.
+    """
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
 
 ROOT_URLCONF = "example_site.urls"
 WSGI_APPLICATION = "example_site.wsgi.application"
@@ -99,7 +133,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # by all processes and sized from the account's SES quota; SES's sandbox allows 1 message per
 # second. Let a synchronous send wait up to 2 s for its turn rather than fail at once with
 # ThrottledError (the default, 0, suits sites that queue mail with EMAIL_QUEUE=True instead).
-SENDWELL = {"SYNC_MAX_WAIT": 2.0}
+# With EMAIL_QUEUE=True a worker claims BATCH_SIZE messages at a time (default 50). At this
+# site's rates a smaller claim lets every worker take part in a batch, and leaves fewer
+# messages waiting out the claim's lease if a worker dies holding them.
+SENDWELL = {"SYNC_MAX_WAIT": 2.0, "BATCH_SIZE": 10}
 
 # sendwell logs each delivery attempt; show them on the console (and in the demo's output).
 LOGGING = {

@@ -9,7 +9,7 @@ Never deploy with these settings.
 """
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, ENV
+from .base import BASE_DIR, ENV, sqlite_database
 
 SECRET_KEY = ENV.get("SECRET_KEY") or "insecure-sendwell-demo-key-never-use-in-production"
 DEBUG = True
@@ -17,10 +17,7 @@ ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
 # The database `./dev demo` migrates (the repository's .demo/ directory).
 DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": ENV.get("DATABASE") or BASE_DIR.parent / ".demo" / "db.sqlite3",
-    }
+    "default": sqlite_database(ENV.get("DATABASE") or BASE_DIR.parent / ".demo" / "db.sqlite3")
 }
 
 from sendwell.env import email_settings  # noqa: E402

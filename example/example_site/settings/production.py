@@ -7,7 +7,7 @@ AWS_SES_REGION_NAME, ... or EMAIL_HOST, ...); see example/.env.example for all o
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, ENV, env_bool, env_list
+from .base import BASE_DIR, ENV, env_bool, env_list, sqlite_database
 
 SECRET_KEY = ENV.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -20,12 +20,7 @@ if not SECRET_KEY:
 DEBUG = env_bool("DEBUG", default=False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": ENV.get("DATABASE") or BASE_DIR / "db.sqlite3",
-    }
-}
+DATABASES = {"default": sqlite_database(ENV.get("DATABASE") or BASE_DIR / "db.sqlite3")}
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=True)
