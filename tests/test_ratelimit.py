@@ -207,3 +207,17 @@ def test_stale_limits_are_refreshed() -> None:
         fake.configure(max_send_rate=50)
         quota.clear_cache()  # the per-process cache (5 s) is not what is being tested
         assert quota.current_limits(options).rate == 50
+
+
+def test_a_call_of_several_recipients_waits_for_its_own_slots(limiter: RateLimiter) -> None:
+    """At 5/s, four single sends then a 2-recipient call: never 6 in one second."""
+    limits = Limits(rate=5.0, daily=1000.0)
+    starts = []
+    sizes = [1, 1, 1, 1, 2, 1]
+    for size in sizes:
+        reservation = limiter.reserve(size, limits, max_wait=100)
+        assert reservation.start is not None
+        starts.append(reservation.start)
+    for index, start in enumerate(starts):
+        in_window = sum(n for s, n in zip(starts, sizes, strict=True) if start <= s < start + 1)
+        assert in_window <= 5, (index, starts)

@@ -176,7 +176,13 @@ def _renew_claim(message: Message) -> bool:
     provided the wait for the rate limiter (at most the worker's max wait) plus one send
     (connect + read timeouts) is shorter than ``LEASE_SECONDS``.
     """
-    lease_end = timezone.now() + timedelta(seconds=float(conf.setting("LEASE_SECONDS")))
+    lease = timedelta(seconds=float(conf.setting("LEASE_SECONDS")))
+    now = timezone.now()
+    if message.next_attempt_at is not None and message.next_attempt_at - now > lease / 2:
+        # More than half the lease left: nobody else can have taken the message, and one
+        # limiter wait plus one send fit in what is left. Saves a write per message.
+        return True
+    lease_end = now + lease
     renewed = Message.objects.filter(
         pk=message.pk, claimed_by=message.claimed_by, status=MessageStatus.SENDING
     ).update(next_attempt_at=lease_end)

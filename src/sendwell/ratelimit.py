@@ -1,7 +1,8 @@
 """The send-rate limiter shared by every worker on every machine, counting recipients as SES does.
 
 It is a schedule rather than a bucket of tokens: ``next_free`` is the earliest moment the next
-recipient may go out, and each reservation of ``n`` recipients moves it ``n / rate`` seconds on.
+recipient may go out, and each reservation of ``n`` recipients moves it ``n / rate`` seconds on
+(a call of several recipients also waits for its own slots first: see :func:`slot_start`).
 Sends therefore start evenly spaced at the account's rate with no burst: however many workers
 share it, no one-second window sees more than the rate (plus the one call in progress).
 
@@ -57,6 +58,17 @@ class RateLimiter(Protocol):
     def refund(self, recipients: int, reservation: Reservation) -> None: ...
 
 
+def slot_start(now: float, next_free: float, recipients: int, rate: float) -> float:
+    """When a send of ``recipients`` may start, given the schedule's next free moment.
+
+    All recipients of one call reach SES at once, so a call of *n* waits for *n* - 1 slots
+    before it as well as moving the schedule *n* slots on after it: a 2-recipient call then
+    cannot follow four single ones into the same second at 5/s. After an idle spell the
+    slots before it are free, and it goes at once.
+    """
+    return max(now, next_free + (recipients - 1) / rate)
+
+
 def quota_retry_at(
     counts: list[tuple[int, int]], used: float, needed: float, daily: float
 ) -> float:
@@ -106,7 +118,7 @@ class DatabaseRateLimiter:
                     retry_at=quota_retry_at(counts, used, recipients, limits.daily),
                     reason="quota",
                 )
-            start = max(now, bucket.next_free)
+            start = slot_start(now, bucket.next_free, recipients, limits.rate)
             if start - now > max_wait:
                 return Reservation(allowed=False, wait=start - now, retry_at=start, reason="rate")
             swapped = RateBucket.objects.filter(name=self.name, version=bucket.version).update(

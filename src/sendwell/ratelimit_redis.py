@@ -54,7 +54,8 @@ if used + n > daily then
   end
   return {0, '0', tostring(retry), 'quota', '-1'}
 end
-local start = tonumber(redis.call('GET', KEYS[1]) or '0')
+-- slot_start() in ratelimit.py: a call of n also waits for its n - 1 slots before it
+local start = tonumber(redis.call('GET', KEYS[1]) or '0') + (n - 1) / rate
 if start < now then start = now end
 if start - now > max_wait then
   return {0, tostring(start - now), tostring(start), 'rate', '-1'}
