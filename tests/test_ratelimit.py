@@ -171,7 +171,7 @@ def test_limits_are_read_from_ses_and_stored(v2: bool) -> None:
 
 def test_rate_fraction_leaves_headroom() -> None:
     with FakeSES(max_send_rate=100) as fake, override_settings(SENDWELL={}):
-        assert quota.current_limits(options_for(fake)).rate == pytest.approx(90.0)
+        assert quota.current_limits(options_for(fake)).rate == pytest.approx(97.0)
 
 
 def test_settings_override_ses() -> None:
