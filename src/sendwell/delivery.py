@@ -310,6 +310,8 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
 # with the sends of the next slots (a thread woken late on a busy machine, a slow lock): it
 # takes a new slot instead, so that no second ever holds more than the rate.
 LATE_SLOT_TOLERANCE = 0.02
+# Waits for a slot this short are taken even by the synchronous path (SYNC_MAX_WAIT = 0).
+SYNC_WAIT_TOLERANCE = 0.005
 # The pause before a message SES throttled goes back to the limiter (seconds, jittered).
 THROTTLE_PAUSE = 1.0
 _SLOT_TRIES = 5
@@ -553,29 +555,142 @@ def _circuit_success(route: Route) -> None:
 
 
 def send_now(email: EmailMessage, route: Route, *, mailer: str) -> list[AcceptedCall] | None:
-    """Record and deliver ``email`` now, in the caller's thread; raise its DeliveryError if any.
+    """Deliver ``email`` now, in the caller's thread, and record it; raise its DeliveryError.
 
     Never waits for the rate limiter longer than ``SYNC_MAX_WAIT`` (0: never sleeps in a web
     request): past it the message is recorded as failed and ThrottledError (retryable) raised.
+
+    The record is written once, after the send, in one transaction: a synchronous send costs a
+    few queries, not a dozen. The caller holds the message until then (a crash in between
+    leaves a message that was delivered but not recorded; nothing is lost or sent twice).
     """
     record = build_record(email, route, mailer=mailer)
     if record is None:
         return None
-    worker = worker_name()
-    claim_token = f"{worker}:sync"
+    message, addresses = record
+    transport: TransportProtocol = route.ses if route.ses is not None else route.smtp  # type: ignore[assignment]
+    prepared = PreparedMessage(
+        envelope_from=message.from_email,
+        recipients=tuple(addresses),
+        raw=bytes(message.raw),
+        configuration_set=message.configuration_set or None,
+        tags=tuple(message.tags.items()),
+    )
+    started = timezone.now()
+    if route.ses is not None:
+        limiter = limiter_for(quota.bucket_name(route.ses.options))
+        limits = quota.current_limits(route.ses.options)
+        max_wait = float(conf.setting("SYNC_MAX_WAIT"))
+        # A few milliseconds are not "sleeping in a request": concurrent requests at a high rate
+        # get slots a fraction of a millisecond apart, and refusing those would be absurd.
+        reservation = wait_for_slot(
+            limiter, limits, len(addresses), max_wait=max_wait + SYNC_WAIT_TOLERANCE
+        )
+        if not reservation.allowed:
+            error: DeliveryError = ThrottledError(
+                "sendwell: "
+                + (
+                    "the account's 24-hour sending quota is reached"
+                    if reservation.reason == "quota"
+                    else f"no send slot within SYNC_MAX_WAIT ({max_wait:g} s)"
+                ),
+                remedy="send through the outbox (EMAIL_QUEUE=True), which waits for room, or "
+                "raise SENDWELL['SYNC_MAX_WAIT']; retrying later also works",
+                code=f"sendwell.{reservation.reason}",
+                transport=transport.name,
+            )
+            _record_sync(
+                message,
+                addresses,
+                calls=[],
+                error=error,
+                transport_name=transport.name,
+                started=started,
+                attempted=False,
+            )
+            raise error
+    try:
+        calls = transport.send(prepared)
+    except DeliveryError as error:
+        if route.ses is not None and _certainly_refused(error):
+            sent = sum(len(call.recipients) for call in error.accepted)
+            limiter.refund(len(addresses) - sent, reservation)
+        _record_sync(
+            message,
+            addresses,
+            calls=list(error.accepted),
+            error=error,
+            transport_name=transport.name,
+            started=started,
+        )
+        raise
+    _record_sync(
+        message,
+        addresses,
+        calls=calls,
+        error=None,
+        transport_name=transport.name,
+        started=started,
+    )
+    return calls
+
+
+def _record_sync(
+    message: Message,
+    addresses: list[str],
+    *,
+    calls: list[AcceptedCall],
+    error: DeliveryError | None,
+    transport_name: str,
+    started: datetime,
+    attempted: bool = True,
+) -> None:
+    """Insert a synchronously sent message, its recipients and its attempt, in one transaction.
+
+    A failed synchronous send is recorded as failed even when retryable: the caller got the
+    error and decides; the outbox must not also retry it behind its back (that would send
+    twice). An operator can retry it from the admin.
+    """
+    now = timezone.now()
+    ids = {address.lower(): call.message_id for call in calls for address in call.recipients}
+    message.status = MessageStatus.SENT if error is None else MessageStatus.FAILED
+    message.attempt_count = 1 if attempted else 0
+    message.next_attempt_at = None
+    message.ses_message_ids = [call.message_id for call in calls if call.message_id]
+    if error is None:
+        message.sent_at = now
+        message.delivered_by = transport_name
+    else:
+        message.last_error = str(error)
+        message.last_error_code = error.code or type(error).__name__
     with transaction.atomic():
-        save_records([record], status=MessageStatus.SENDING, claim=claim_token)
-    message = record[0]
-    outcome = deliver(message, route, worker=worker, max_wait=float(conf.setting("SYNC_MAX_WAIT")))
-    if outcome.error is None:
-        return outcome.accepted
-    if outcome.status != MessageStatus.FAILED:
-        # The caller gets the error and decides; the outbox must not also retry it behind its
-        # back (that would send twice). An operator can retry it from the admin.
-        Message.objects.filter(pk=message.pk).update(
-            status=MessageStatus.FAILED, next_attempt_at=None, claimed_by=""
+        message.save(force_insert=True)
+        Recipient.objects.bulk_create(
+            [
+                Recipient(
+                    message=message,
+                    address=address,
+                    status=RecipientStatus.SENT
+                    if address.lower() in ids
+                    else RecipientStatus.FAILED,
+                    ses_message_id=ids.get(address.lower(), ""),
+                    transport=transport_name if address.lower() in ids else "",
+                    sent_at=now if address.lower() in ids else None,
+                    error="" if address.lower() in ids or error is None else str(error),
+                )
+                for address in addresses
+            ]
         )
-        Recipient.objects.filter(message=message, status__in=PENDING_RECIPIENT_STATUSES).update(
-            status=RecipientStatus.FAILED, error=str(outcome.error)
-        )
-    raise outcome.error
+        if attempted:
+            Attempt.objects.create(
+                message=message,
+                started_at=started,
+                finished_at=now,
+                transport=transport_name,
+                outcome=AttemptOutcome.SENT if error is None else AttemptOutcome.FAILED,
+                recipients=len(ids),
+                ses_message_ids=message.ses_message_ids,
+                error_code="" if error is None else message.last_error_code,
+                error="" if error is None else str(error),
+                worker=_WORKER_PREFIX,
+            )

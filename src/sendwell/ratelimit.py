@@ -86,12 +86,19 @@ def quota_retry_at(
 # One statement moves the schedule on and returns the new next_free, or changes nothing when the
 # slot is further away than max_wait: atomic on its own, so no lock is held and no
 # compare-and-swap retried. RETURNING exists in PostgreSQL and in SQLite since 3.35.
+# "Now" is the database's clock, read when the statement runs: a time taken in Python before it
+# would be stale by however long the statement waited for SQLite's write lock, and the slot
+# computed from it late or early by as much.
 _SLOT_SQL = """
-UPDATE {table} SET next_free = {greatest}(%s, next_free + %s) + %s, version = version + 1
-WHERE name = %s AND {greatest}(%s, next_free + %s) - %s <= %s
-RETURNING next_free
+UPDATE {table} SET next_free = {greatest}({now}, next_free + %s) + %s, version = version + 1
+WHERE name = %s AND {greatest}({now}, next_free + %s) - {now} <= %s
+RETURNING next_free, {now}
 """
 _GREATEST = {"postgresql": "GREATEST", "sqlite": "MAX"}
+_NOW = {
+    "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())::float8",
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+}
 # How long a process trusts the 24-hour count it last read: all workers together cannot send
 # more than the rate in that time, so far below the quota the sum need not be read again.
 _USAGE_TRUST_SECONDS = 5.0
@@ -115,28 +122,36 @@ class DatabaseRateLimiter:
         sql = _SLOT_SQL.format(
             table=connection.ops.quote_name(RateBucket._meta.db_table),
             greatest=_GREATEST[connection.vendor],
+            now=_NOW[connection.vendor],
         )
         for _ in range(2):  # the second time after creating the bucket
-            now = time.time()
             with connection.cursor() as cursor:
-                cursor.execute(sql, [now, pre, step, self.name, now, pre, now, max_wait])
+                cursor.execute(sql, [pre, step, self.name, pre, max_wait])
                 row = cursor.fetchone()
             if row is not None:
-                start = float(row[0]) - step
-                return self._counted(recipients, start)
+                start, database_now = float(row[0]) - step, float(row[1])
+                return self._counted(recipients, start, waited_from=(database_now, time.time()))
+            now = time.time()
             bucket = self._bucket()
             start = slot_start(now, bucket.next_free, recipients, limits.rate)
             if start - now > max_wait:
                 return Reservation(allowed=False, wait=start - now, retry_at=start, reason="rate")
         raise RuntimeError(f"rate limiter {self.name!r}: bucket missing")  # pragma: no cover
 
-    def _counted(self, recipients: int, start: float) -> Reservation:
+    def _counted(
+        self, recipients: int, start: float, *, waited_from: tuple[float, float] | None = None
+    ) -> Reservation:
+        """Count the recipients, then return the wait until ``start``.
+
+        ``waited_from`` is (the database's time, ours) at the reservation, when ``start`` is on
+        the database's clock. The wait is measured after counting: that may have waited for
+        the database (SQLite's write lock), and a wait measured before it would start the send
+        late by as much - bunching it with the next slots into one second.
+        """
         counted = int(start // 60)
         self._count(counted, recipients)
-        # The wait until the slot, measured after counting: that may have waited for the
-        # database (SQLite's write lock), and a wait measured before it would start the send
-        # late by as much - bunching it with the next slots into one second.
-        wait = max(0.0, start - time.time())
+        database_now, our_now = waited_from or (time.time(), time.time())
+        wait = max(0.0, start - database_now - (time.time() - our_now))
         return Reservation(allowed=True, wait=wait, minute=counted, start=start)
 
     def _check_quota(self, recipients: int, limits: Limits) -> Reservation | None:
