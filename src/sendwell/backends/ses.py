@@ -9,7 +9,7 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
 from sendwell import conf
-from sendwell.delivery import Route, send_now
+from sendwell.delivery import Route, SyncRecords, send_now
 from sendwell.exceptions import DeliveryError
 from sendwell.options import ses_options
 from sendwell.transports.ses import SESTransport
@@ -55,16 +55,21 @@ class SESBackend(BaseEmailBackend):
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         sent = 0
-        for message in email_messages or ():
-            try:
-                calls = send_now(message, self.route, mailer=self.alias or "default")
-            except DeliveryError:
-                if self.fail_silently:
+        mailer = self.alias or "default"
+        records = SyncRecords()  # written once for the whole batch, even when it raises
+        try:
+            for message in email_messages or ():
+                try:
+                    calls = send_now(message, self.route, mailer=mailer, records=records)
+                except DeliveryError:
+                    if self.fail_silently:
+                        continue
+                    raise
+                if calls is None:  # no recipients
                     continue
-                raise
-            if calls is None:  # no recipients
-                continue
-            message.ses_message_ids = [call.message_id for call in calls]  # type: ignore[attr-defined]
-            message.ses_message_id = calls[0].message_id  # type: ignore[attr-defined]
-            sent += 1
+                message.ses_message_ids = [call.message_id for call in calls]  # type: ignore[attr-defined]
+                message.ses_message_id = calls[0].message_id  # type: ignore[attr-defined]
+                sent += 1
+        finally:
+            records.flush()
         return sent

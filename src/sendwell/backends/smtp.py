@@ -28,7 +28,7 @@ from django.conf import settings
 from django.core.mail.backends.smtp import EmailBackend
 from django.utils.functional import cached_property
 
-from sendwell.delivery import Route, send_now
+from sendwell.delivery import Route, SyncRecords, send_now
 from sendwell.exceptions import ConfigurationError, DeliveryError
 from sendwell.options import SecretStr, raise_for, smtp_problems
 from sendwell.transports.smtp import SMTPTransport, translate_smtp_error
@@ -195,15 +195,18 @@ class SMTPBackend(EmailBackend):
             if not self.connection or new_connection is None:
                 return 0  # open() failed silently
             sent = 0
+            mailer = self.alias or "default"
+            records = SyncRecords()  # written once for the whole batch, even when it raises
             try:
                 for message in email_messages:
                     try:
-                        if send_now(message, self.route, mailer=self.alias or "default"):
+                        if send_now(message, self.route, mailer=mailer, records=records):
                             sent += 1
                     except DeliveryError:
                         if not self.fail_silently:
                             raise
             finally:
+                records.flush()
                 if new_connection:
                     self.close()
         return sent
