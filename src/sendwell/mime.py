@@ -23,6 +23,11 @@ from sendwell.exceptions import InvalidAddressError, InvalidMessageError
 from sendwell.options import is_configuration_set_name
 
 CONFIGURATION_SET_HEADER = "X-SES-CONFIGURATION-SET"
+# A bare ASCII addr-spec with a dot-atom local part and domain: nothing to decode or quote.
+_PLAIN_ADDRESS_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\Z"
+)
 # SES's own header for message tags, "name1=value1, name2=value2" (it honours it over SMTP too).
 TAGS_HEADER = "X-SES-MESSAGE-TAGS"
 # "Tag names and values can contain only ASCII letters, numbers, underscores, or dashes" (and, for
@@ -49,6 +54,9 @@ def envelope_address(address: Any) -> str:
     valid address, including CR/LF injection and non-ASCII local parts, which SES refuses.
     """
     text = force_str(address)
+    if _PLAIN_ADDRESS_RE.match(text):
+        # The common case, a bare ASCII address: the full RFC 5322 parser costs far more.
+        return text
     try:
         parsed = AddressHeader.value_parser(text)
     except Exception as exc:  # the parser raises several private error types

@@ -95,6 +95,10 @@ WHERE name = %s AND {greatest}({now}, next_free + %s) - {now} <= %s
 RETURNING next_free, {now}
 """
 _GREATEST = {"postgresql": "GREATEST", "sqlite": "MAX"}
+_COUNT_SQL = """
+INSERT INTO {table} (bucket, minute, recipients) VALUES (%s, %s, %s)
+ON CONFLICT (bucket, minute) DO UPDATE SET recipients = {table}.recipients + excluded.recipients
+"""
 _NOW = {
     "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())::float8",
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
@@ -124,19 +128,23 @@ class DatabaseRateLimiter:
             greatest=_GREATEST[connection.vendor],
             now=_NOW[connection.vendor],
         )
-        for _ in range(2):  # the second time after creating the bucket
+        refusal = Reservation(allowed=False, reason="rate")
+        for _ in range(3):
             with connection.cursor() as cursor:
                 cursor.execute(sql, [pre, step, self.name, pre, max_wait])
                 row = cursor.fetchone()
             if row is not None:
                 start, database_now = float(row[0]) - step, float(row[1])
                 return self._counted(recipients, start, waited_from=(database_now, time.time()))
+            # Nothing updated: the bucket does not exist yet, or the slot is too far away. The
+            # decision is the statement's (on the database's clock); this only says when.
+            bucket = self._bucket()  # creates it if missing, then we try again
             now = time.time()
-            bucket = self._bucket()
             start = slot_start(now, bucket.next_free, recipients, limits.rate)
+            refusal = Reservation(allowed=False, wait=start - now, retry_at=start, reason="rate")
             if start - now > max_wait:
-                return Reservation(allowed=False, wait=start - now, retry_at=start, reason="rate")
-        raise RuntimeError(f"rate limiter {self.name!r}: bucket missing")  # pragma: no cover
+                return refusal
+        return refusal
 
     def _counted(
         self, recipients: int, start: float, *, waited_from: tuple[float, float] | None = None
@@ -217,6 +225,11 @@ class DatabaseRateLimiter:
                 return RateBucket.objects.get(name=self.name)
 
     def _count(self, minute: int, recipients: int) -> None:
+        if connection.vendor in _GREATEST:  # PostgreSQL and SQLite: one upsert statement
+            table = connection.ops.quote_name(SendCounter._meta.db_table)
+            with connection.cursor() as cursor:
+                cursor.execute(_COUNT_SQL.format(table=table), [self.name, minute, recipients])
+            return
         updated = SendCounter.objects.filter(bucket=self.name, minute=minute).update(
             recipients=F("recipients") + recipients
         )
