@@ -11,6 +11,7 @@ the stored row says why.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import threading
@@ -43,6 +44,7 @@ class AccountLimits:
     production_access: bool | None
 
 
+@functools.lru_cache(maxsize=64)
 def bucket_name(options: SESOptions) -> str:
     """One limiter per SES account and region (an endpoint or key pair stands for the account)."""
     identity = f"{options.endpoint_url or ''}|{options.access_key_id or 'default-chain'}"

@@ -130,12 +130,16 @@ class DatabaseRateLimiter:
         )
         refusal = Reservation(allowed=False, reason="rate")
         for _ in range(3):
-            with connection.cursor() as cursor:
+            # The slot and its count in one transaction: one commit instead of two.
+            with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(sql, [pre, step, self.name, pre, max_wait])
                 row = cursor.fetchone()
+                if row is not None:
+                    start, database_now = float(row[0]) - step, float(row[1])
+                    our_now = time.time()
+                    self._count(int(start // 60), recipients)
             if row is not None:
-                start, database_now = float(row[0]) - step, float(row[1])
-                return self._counted(recipients, start, waited_from=(database_now, time.time()))
+                return self._counted(recipients, start, waited_from=(database_now, our_now))
             # Nothing updated: the bucket does not exist yet, or the slot is too far away. The
             # decision is the statement's (on the database's clock); this only says when.
             bucket = self._bucket()  # creates it if missing, then we try again
@@ -149,7 +153,7 @@ class DatabaseRateLimiter:
     def _counted(
         self, recipients: int, start: float, *, waited_from: tuple[float, float] | None = None
     ) -> Reservation:
-        """Count the recipients, then return the wait until ``start``.
+        """Count the recipients (unless done already), then return the wait until ``start``.
 
         ``waited_from`` is (the database's time, ours) at the reservation, when ``start`` is on
         the database's clock. The wait is measured after counting: that may have waited for
@@ -157,7 +161,8 @@ class DatabaseRateLimiter:
         late by as much - bunching it with the next slots into one second.
         """
         counted = int(start // 60)
-        self._count(counted, recipients)
+        if waited_from is None:  # the compare-and-swap path counts here
+            self._count(counted, recipients)
         database_now, our_now = waited_from or (time.time(), time.time())
         wait = max(0.0, start - database_now - (time.time() - our_now))
         return Reservation(allowed=True, wait=wait, minute=counted, start=start)
