@@ -9,10 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 from django.db import connections
+from django.db.models import Sum
 from django.test import override_settings
 
 from sendwell import quota
-from sendwell.models import AccountQuota, SendCounter
+from sendwell.models import AccountQuota, RateBucket, SendCounter
 from sendwell.options import SESOptions
 from sendwell.ratelimit import DatabaseRateLimiter, Limits, RateLimiter, prune_counters
 from sendwell.ratelimit_redis import RedisRateLimiter
@@ -221,3 +222,30 @@ def test_a_call_of_several_recipients_waits_for_its_own_slots(limiter: RateLimit
     for index, start in enumerate(starts):
         in_window = sum(n for s, n in zip(starts, sizes, strict=True) if start <= s < start + 1)
         assert in_window <= 5, (index, starts)
+
+
+def test_high_rates_take_the_shared_schedule_in_blocks() -> None:
+    """At 10,000/s a process reserves 200 slots (20 ms) per round trip and hands them out."""
+    from sendwell.ratelimit import BlockLimiter  # noqa: PLC0415
+
+    name = f"blocks-{time.monotonic_ns()}"
+    limiter = BlockLimiter(name, DatabaseRateLimiter(name))
+    limits = Limits(rate=10_000.0, daily=1e9)
+    waits = [limiter.reserve(1, limits, max_wait=1.0) for _ in range(400)]
+    assert all(r.allowed for r in waits)
+    bucket = RateBucket.objects.get(name=name)
+    assert bucket.version <= 4  # 2 blocks of 200, not 400 round trips
+    # The shared schedule moved on by the blocks' length: 400 slots of 0.1 ms at least.
+    assert bucket.next_free - time.time() > -1.0
+    counted = SendCounter.objects.filter(bucket=name).aggregate(total=Sum("recipients"))["total"]
+    assert counted >= 400
+
+
+def test_low_rates_reserve_each_call() -> None:
+    from sendwell.ratelimit import BlockLimiter  # noqa: PLC0415
+
+    name = f"noblocks-{time.monotonic_ns()}"
+    limiter = BlockLimiter(name, DatabaseRateLimiter(name))
+    for _ in range(3):
+        limiter.reserve(1, Limits(rate=14.0, daily=1e9), max_wait=10)
+    assert RateBucket.objects.get(name=name).version == 3

@@ -15,6 +15,7 @@ call, and the same code is correct on SQLite (one writer at a time) and PostgreS
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from typing import Any, Protocol
 
@@ -53,7 +54,13 @@ class Reservation:
 
 
 class RateLimiter(Protocol):
-    def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation: ...
+    def reserve(
+        self, recipients: int, limits: Limits, *, max_wait: float, together: bool = True
+    ) -> Reservation:
+        """Reserve slots for ``recipients``. ``together``: they go in one call, at the last of
+        their slots (see :func:`slot_start`); otherwise the reservation starts at the first
+        slot and the caller spaces them out itself (a :class:`BlockLimiter` block)."""
+        ...
 
     def refund(self, recipients: int, reservation: Reservation) -> None: ...
 
@@ -115,13 +122,15 @@ class DatabaseRateLimiter:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation:
+    def reserve(
+        self, recipients: int, limits: Limits, *, max_wait: float, together: bool = True
+    ) -> Reservation:
         refusal = self._check_quota(recipients, limits)
         if refusal is not None:
             return refusal
         if connection.vendor not in _GREATEST:
-            return self._reserve_with_cas(recipients, limits, max_wait=max_wait)
-        pre = (recipients - 1) / limits.rate
+            return self._reserve_with_cas(recipients, limits, max_wait=max_wait, together=together)
+        pre = (recipients - 1) / limits.rate if together else 0.0
         step = recipients / limits.rate
         sql = _SLOT_SQL.format(
             table=connection.ops.quote_name(RateBucket._meta.db_table),
@@ -144,7 +153,7 @@ class DatabaseRateLimiter:
             # decision is the statement's (on the database's clock); this only says when.
             bucket = self._bucket()  # creates it if missing, then we try again
             now = time.time()
-            start = slot_start(now, bucket.next_free, recipients, limits.rate)
+            start = slot_start(now, bucket.next_free, recipients if together else 1, limits.rate)
             refusal = Reservation(allowed=False, wait=start - now, retry_at=start, reason="rate")
             if start - now > max_wait:
                 return refusal
@@ -197,12 +206,14 @@ class DatabaseRateLimiter:
             reason="quota",
         )
 
-    def _reserve_with_cas(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation:
+    def _reserve_with_cas(
+        self, recipients: int, limits: Limits, *, max_wait: float, together: bool
+    ) -> Reservation:
         """Databases without UPDATE ... RETURNING: read, then compare-and-swap on version."""
         for _ in range(_CAS_ATTEMPTS):
             bucket = self._bucket()
             now = time.time()
-            start = slot_start(now, bucket.next_free, recipients, limits.rate)
+            start = slot_start(now, bucket.next_free, recipients if together else 1, limits.rate)
             if start - now > max_wait:
                 return Reservation(allowed=False, wait=start - now, retry_at=start, reason="rate")
             swapped = RateBucket.objects.filter(name=self.name, version=bucket.version).update(
@@ -264,11 +275,86 @@ def prune_counters(older_than_minutes: int = MINUTES_PER_DAY + 60) -> int:
     return deleted
 
 
+# At high rates a process takes the shared schedule's slots this many seconds at a time and hands
+# them out itself: one database (or Redis) round trip per block instead of one per message. The
+# slots are real slots of the shared schedule, so the rate holds; only at 100/s and more is a
+# block more than one message.
+BLOCK_SECONDS = 0.02
+# A slot handed out more than this far in the past is not used (it would bunch with the next).
+_STALE_SLOT = 0.02
+
+
+@dataclasses.dataclass
+class _Block:
+    reservation: Reservation
+    rate: float
+    size: int
+    base: float  # time.monotonic() of the block's first slot
+    used: int = 0
+
+
+_blocks: dict[str, _Block] = {}
+_blocks_lock = threading.Lock()
+
+
+class BlockLimiter:
+    """Serves reservations from per-process blocks of the shared schedule (high rates only)."""
+
+    def __init__(self, name: str, shared: RateLimiter) -> None:
+        self.name = name
+        self.shared = shared
+
+    def reserve(
+        self, recipients: int, limits: Limits, *, max_wait: float, together: bool = True
+    ) -> Reservation:
+        size = int(limits.rate * BLOCK_SECONDS)
+        if size < 2 * recipients or not together:
+            return self.shared.reserve(recipients, limits, max_wait=max_wait, together=together)
+        with _blocks_lock:
+            now = time.monotonic()
+            block = _blocks.get(self.name)
+            if (
+                block is not None
+                and block.rate == limits.rate
+                and block.used + recipients <= block.size
+            ):
+                # A call of n goes at its last slot (see slot_start).
+                slot = block.base + (block.used + recipients - 1) / block.rate
+                if slot >= now - _STALE_SLOT and slot - now <= max_wait:
+                    block.used += recipients
+                    return dataclasses.replace(
+                        block.reservation, wait=max(0.0, slot - now), start=None
+                    )
+            if block is not None and block.used < block.size:
+                # Unused slots are gone with time; their quota count is given back.
+                self.shared.refund(block.size - block.used, block.reservation)
+            _blocks.pop(self.name, None)
+            # The block starts at its first slot; calls out of it wait for their own slots.
+            reservation = self.shared.reserve(size, limits, max_wait=max_wait, together=False)
+            if not reservation.allowed:
+                # Near the daily quota a whole block may not fit where this call would.
+                return self.shared.reserve(recipients, limits, max_wait=max_wait)
+            base = time.monotonic() + reservation.wait
+            block = _Block(reservation=reservation, rate=limits.rate, size=size, base=base)
+            _blocks[self.name] = block
+            block.used = recipients
+            slot = base + (recipients - 1) / limits.rate
+            return dataclasses.replace(
+                reservation, wait=max(0.0, slot - time.monotonic()), start=None
+            )
+
+    def refund(self, recipients: int, reservation: Reservation) -> None:
+        self.shared.refund(recipients, reservation)
+
+
 def limiter_for(name: str) -> RateLimiter:
     """The configured limiter (``SENDWELL["RATE_LIMITER"]``) for the bucket ``name``."""
     kind = conf.setting("RATE_LIMITER")
+    shared: RateLimiter
     if kind == "redis":
         from sendwell.ratelimit_redis import RedisRateLimiter  # noqa: PLC0415 - optional extra
 
-        return RedisRateLimiter(name, conf.setting("REDIS_URL"))
-    return DatabaseRateLimiter(name)
+        shared = RedisRateLimiter(name, conf.setting("REDIS_URL"))
+    else:
+        shared = DatabaseRateLimiter(name)
+    return BlockLimiter(name, shared)

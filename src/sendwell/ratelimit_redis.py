@@ -26,6 +26,7 @@ local daily = tonumber(ARGV[3])
 local max_wait = tonumber(ARGV[4])
 local ses_sent = tonumber(ARGV[5])
 local ses_minute = tonumber(ARGV[6])
+local together = tonumber(ARGV[7])
 local since_ses = 0
 local minute = math.floor(now / 60)
 local used = 0
@@ -55,7 +56,7 @@ if used + n > daily then
   return {0, '0', tostring(retry), 'quota', '-1'}
 end
 -- slot_start() in ratelimit.py: a call of n also waits for its n - 1 slots before it
-local start = tonumber(redis.call('GET', KEYS[1]) or '0') + (n - 1) / rate
+local start = tonumber(redis.call('GET', KEYS[1]) or '0') + together * (n - 1) / rate
 if start < now then start = now end
 if start - now > max_wait then
   return {0, tostring(start - now), tostring(start), 'rate', '-1'}
@@ -86,7 +87,9 @@ class RedisRateLimiter:
         self.script = self.client.register_script(_RESERVE)
         self.keys = [f"sendwell:{name}:next_free", f"sendwell:{name}:minutes"]
 
-    def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation:
+    def reserve(
+        self, recipients: int, limits: Limits, *, max_wait: float, together: bool = True
+    ) -> Reservation:
         allowed, wait, retry_at, reason, minute = self.script(
             keys=self.keys,
             args=[
@@ -96,6 +99,7 @@ class RedisRateLimiter:
                 max_wait,
                 limits.sent_last_24_hours,
                 int(limits.sent_counted_at // 60),
+                1 if together else 0,
             ],
         )
         if int(allowed):
