@@ -15,6 +15,7 @@ call, and the same code is correct on SQLite (one writer at a time) and PostgreS
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from typing import Any, Protocol
@@ -290,7 +291,8 @@ class _Block:
     rate: float
     size: int
     base: float  # time.monotonic() of the block's first slot
-    used: int = 0
+    used: int = 0  # slots handed out or skipped
+    handed: int = 0  # recipients handed out (counted against the quota)
 
 
 _blocks: dict[str, _Block] = {}
@@ -313,21 +315,21 @@ class BlockLimiter:
         with _blocks_lock:
             now = time.monotonic()
             block = _blocks.get(self.name)
-            if (
-                block is not None
-                and block.rate == limits.rate
-                and block.used + recipients <= block.size
-            ):
-                # A call of n goes at its last slot (see slot_start).
-                slot = block.base + (block.used + recipients - 1) / block.rate
-                if slot >= now - _STALE_SLOT and slot - now <= max_wait:
-                    block.used += recipients
+            if block is not None and block.rate == limits.rate:
+                # Slots already past are skipped (a sender slower than the rate leaves them
+                # unused; handing them out would send in a burst). A call of n goes at the last
+                # of its n slots (see slot_start).
+                first = max(block.used, math.ceil((now - _STALE_SLOT - block.base) * block.rate))
+                slot = block.base + (first + recipients - 1) / block.rate
+                if first + recipients <= block.size and slot - now <= max_wait:
+                    block.used = first + recipients
+                    block.handed += recipients
                     return dataclasses.replace(
                         block.reservation, wait=max(0.0, slot - now), start=None
                     )
-            if block is not None and block.used < block.size:
+            if block is not None and block.handed < block.size:
                 # Unused slots are gone with time; their quota count is given back.
-                self.shared.refund(block.size - block.used, block.reservation)
+                self.shared.refund(block.size - block.handed, block.reservation)
             _blocks.pop(self.name, None)
             # The block starts at its first slot; calls out of it wait for their own slots.
             reservation = self.shared.reserve(size, limits, max_wait=max_wait, together=False)
@@ -337,7 +339,7 @@ class BlockLimiter:
             base = time.monotonic() + reservation.wait
             block = _Block(reservation=reservation, rate=limits.rate, size=size, base=base)
             _blocks[self.name] = block
-            block.used = recipients
+            block.used = block.handed = recipients
             slot = base + (recipients - 1) / limits.rate
             return dataclasses.replace(
                 reservation, wait=max(0.0, slot - time.monotonic()), start=None
