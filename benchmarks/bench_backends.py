@@ -18,7 +18,16 @@ counted (and, for part A, matched by SES message id) so that nobody is fast by f
 Each backend is configured the way a Django 6.1 project configures it without ``MAILERS``: with
 its own classic settings (sendwell and django-ses: ``AWS_SES_*``/``USE_SES_V2``; anymail:
 ``ANYMAIL["AMAZON_SES_CLIENT_PARAMS"]``), and ``EMAIL_BACKEND`` switched per backend for part B.
-All three use the SES v2 ``SendEmail`` API with raw MIME content.
+All three use the SES v2 ``SendEmail`` API with raw MIME content. Throttles are set so that they
+never bind (django-ses: ``AWS_SES_AUTO_THROTTLE=None``; sendwell: ``SENDWELL["MAX_SEND_RATE"]``
+and ``["MAX_24_HOUR_SEND"]`` far above what moto can take), but sendwell's own per-message work is
+measured as in production: it records every message in its database (``--db``: an SQLite file by
+default, SQLite in memory, or a throw-away PostgreSQL) and reserves a slot in its shared rate
+limiter (``--limiter``: the database, or a throw-away Redis).
+
+The table also gives the CPU time per message of this process and of the moto process, which is
+steadier than wall-clock throughput on a shared machine, and the cold start of each backend in a
+fresh interpreter (``django.setup()`` + import, first and second ``send_mail()``).
 
 Targets (the issue's acceptance criterion), checked at the end; the exit status is 1 if one fails,
 2 if a delivery check fails:
