@@ -163,7 +163,7 @@ def claim(limit: int, worker: str) -> list[Message]:
     return list(
         Message.objects.filter(
             next_attempt_at=lease_end, claimed_by=token, status=MessageStatus.SENDING
-        )
+        ).order_by()
     )
 
 

@@ -18,7 +18,7 @@ from django.db import connections
 
 from sendwell import compat, conf
 from sendwell.delivery import Route, claim, deliver, worker_name
-from sendwell.models import Message, MessageStatus
+from sendwell.models import Message
 
 logger = logging.getLogger("sendwell.worker")
 
@@ -140,10 +140,10 @@ def _drain_inline(budget: float, batch: int, worker: str, routes: _Routes) -> di
 
 def next_due_at() -> Any:
     """When the earliest waiting message becomes due (None if nothing waits)."""
+    # next_attempt_at is set exactly while a message waits (see the model): this condition is
+    # what lets the partial index sendwell_message_due answer it.
     return (
-        Message.objects.filter(
-            status__in=[MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING]
-        )
+        Message.objects.filter(next_attempt_at__isnull=False)
         .order_by("next_attempt_at")
         .values_list("next_attempt_at", flat=True)
         .first()
