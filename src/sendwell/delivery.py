@@ -80,8 +80,8 @@ def worker_name() -> str:
 
 def build_record(
     email: EmailMessage, route: Route, *, mailer: str
-) -> tuple[Message, list[str]] | None:
-    """An unsaved :class:`Message` for ``email`` and its envelope recipients (None: nobody).
+) -> tuple[Message, PreparedMessage] | None:
+    """An unsaved :class:`Message` for ``email`` and the prepared message (None: nobody).
 
     Everything that can be wrong with a message is found here, in the caller's request, not by a
     worker later: addresses, headers, tags, size.
@@ -101,27 +101,34 @@ def build_record(
         configuration_set=prepared.configuration_set or "",
         tags=dict(prepared.tags),
     )
-    return message, list(prepared.recipients)
+    return message, prepared
 
 
-def save_records(
-    records: Sequence[tuple[Message, list[str]]], *, status: str, claim: str = ""
-) -> None:
-    """Insert messages and recipients (the caller provides the transaction)."""
+def prepared_from(message: Message, recipients: tuple[str, ...]) -> PreparedMessage:
+    """What a transport sends for a stored message, to ``recipients``."""
+    return PreparedMessage(
+        envelope_from=message.from_email,
+        recipients=recipients,
+        raw=bytes(message.raw),
+        configuration_set=message.configuration_set or None,
+        tags=tuple(message.tags.items()),
+    )
+
+
+def save_queued(records: Sequence[tuple[Message, PreparedMessage]]) -> None:
+    """Insert queued messages and their recipients, due now (the caller provides the
+    transaction)."""
     now = timezone.now()
     messages = [message for message, _ in records]
     for message in messages:
-        message.status = status
-        message.claimed_by = claim
-        message.next_attempt_at = (
-            now + timedelta(seconds=float(conf.setting("LEASE_SECONDS"))) if claim else now
-        )
+        message.status = MessageStatus.QUEUED
+        message.next_attempt_at = now
     Message.objects.bulk_create(messages)
     Recipient.objects.bulk_create(
         [
             Recipient(message=message, address=address)
-            for message, addresses in records
-            for address in addresses
+            for message, prepared in records
+            for address in prepared.recipients
         ]
     )
 
@@ -225,7 +232,7 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
     )
     accepted: list[AcceptedCall] = []
     if not pending:
-        _finish_sent(message, route, accepted)
+        _finish_sent(message)
         return Outcome(MessageStatus.SENT, accepted)
     transport = _choose_transport(message, route)
     limiter = (
@@ -252,13 +259,7 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
                 message.pk,
             )
             return Outcome(CLAIM_LOST, accepted)
-        prepared = PreparedMessage(
-            envelope_from=message.from_email,
-            recipients=tuple(address for _, address in chunk),
-            raw=bytes(message.raw),
-            configuration_set=message.configuration_set or None,
-            tags=tuple(message.tags.items()),
-        )
+        prepared = prepared_from(message, tuple(address for _, address in chunk))
         reservation: Reservation | None = None
         if limiter is not None and route.ses is not None:
             limits = quota.current_limits(route.ses.options)
@@ -302,7 +303,7 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
         accepted.extend(calls)
     if transport is route.ses and route.failover:
         _circuit_success(route)
-    _finish_sent(message, route, accepted, transport_name=transport.name)
+    _finish_sent(message, transport_name=transport.name)
     return Outcome(MessageStatus.SENT, accepted)
 
 
@@ -397,9 +398,7 @@ def _record_chunk(
     ]
 
 
-def _finish_sent(
-    message: Message, route: Route, accepted: list[AcceptedCall], *, transport_name: str = ""
-) -> None:
+def _finish_sent(message: Message, *, transport_name: str = "") -> None:
     _release(
         message,
         status=MessageStatus.SENT,
@@ -576,15 +575,9 @@ def send_now(
     record = build_record(email, route, mailer=mailer)
     if record is None:
         return None
-    message, addresses = record
+    message, prepared = record
+    addresses = list(prepared.recipients)
     transport: TransportProtocol = route.ses if route.ses is not None else route.smtp  # type: ignore[assignment]
-    prepared = PreparedMessage(
-        envelope_from=message.from_email,
-        recipients=tuple(addresses),
-        raw=bytes(message.raw),
-        configuration_set=message.configuration_set or None,
-        tags=tuple(message.tags.items()),
-    )
     started = timezone.now()
     if route.ses is not None:
         limiter = limiter_for(quota.bucket_name(route.ses.options))

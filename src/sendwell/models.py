@@ -25,12 +25,6 @@ class MessageStatus(models.TextChoices):
     CANCELLED = "cancelled", _("cancelled")  # cancelled by an operator before it was sent
 
 
-# The statuses a worker may pick up once next_attempt_at has passed. For SENDING rows that time is
-# the end of the lease: a worker that died mid-send leaves its claim to expire; then it is
-# reclaimed.
-DUE_STATUSES = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
-
-
 class RecipientStatus(models.TextChoices):
     QUEUED = "queued", _("queued")
     SENDING = "sending", _("sending")
@@ -75,7 +69,9 @@ class Message(models.Model):
     )
     attempt_count = models.PositiveIntegerField(default=0)
     # When the message is due: first attempt, retry time, quota room, or (SENDING) lease expiry.
-    # Set exactly while the status is one of DUE_STATUSES, NULL once the message is done: the
+    # A worker picks the message up once this has passed; for SENDING it is the end of the lease
+    # (a worker that died mid-send leaves its claim to expire, then it is reclaimed).
+    # Set exactly while the status is queued, deferred or sending, NULL once it is done: the
     # partial index below holds only the work still to do.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=200, blank=True)

@@ -17,9 +17,8 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 
 from sendwell import conf
-from sendwell.delivery import Route, build_record, save_records
+from sendwell.delivery import Route, build_record, save_queued
 from sendwell.exceptions import ConfigurationError, DeliveryError
-from sendwell.models import MessageStatus
 from sendwell.options import ses_options
 from sendwell.transports.ses import SESTransport
 from sendwell.transports.smtp import SMTPTransport
@@ -101,7 +100,7 @@ class OutboxBackend(BaseEmailBackend):
         if not records:
             return 0
         with transaction.atomic():
-            save_records(records, status=MessageStatus.QUEUED)
+            save_queued(records)
             # After the caller's transaction commits (at once if there is none): a rolled-back
             # request sends nothing, and the worker never looks for rows it cannot see yet.
             transaction.on_commit(_wake_worker)
