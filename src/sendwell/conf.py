@@ -79,6 +79,9 @@ DEFAULTS: dict[str, Any] = {
     # The synchronous backends never wait for the rate limiter longer than this (seconds);
     # past it they raise ThrottledError (retryable). 0 = never sleep in a web request.
     "SYNC_MAX_WAIT": 0.0,
+    # SES calls one synchronous send_messages() keeps in flight: the next message is rendered
+    # and given its slot while earlier calls wait for SES. 1 = one after another.
+    "SYNC_CONCURRENCY": 4,
     # Retries: exponential backoff with jitter, base * 2**(attempt-1) capped, then between
     # half and all of it.
     "MAX_ATTEMPTS": 8,

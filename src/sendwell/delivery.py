@@ -241,12 +241,7 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
         else None
     )
     if limiter is not None and route.ses is not None:
-        # A process builds its boto3 client on first use, which takes 0.1-0.3 s: build it before
-        # the limiter hands out a slot, not between the slot and the send, which would then
-        # reach SES late, bunched with the next slots into one second. A client that cannot be
-        # built fails again in send(), which records why.
-        with contextlib.suppress(BotoCoreError):
-            aws.ses_client(route.ses.options)
+        _build_client_before_the_slot(route.ses)
     size = transport.max_recipients
     for start in range(0, len(pending), size):
         chunk = pending[start : start + size]
@@ -316,6 +311,15 @@ SYNC_WAIT_TOLERANCE = 0.005
 # The pause before a message SES throttled goes back to the limiter (seconds, jittered).
 THROTTLE_PAUSE = 1.0
 _SLOT_TRIES = 5
+
+
+def _build_client_before_the_slot(ses: SESTransport) -> None:
+    """A process builds its boto3 client on first use, which takes 0.05-0.3 s: build it before
+    the limiter hands out a slot, not between the slot and the send, which would then reach SES
+    late, bunched with the next slots into one second. A client that cannot be built fails again
+    in send(), which reports why."""
+    with contextlib.suppress(BotoCoreError):
+        aws.ses_client(ses.options)
 
 
 def wait_for_slot(
@@ -572,69 +576,115 @@ def send_now(
             return send_now(email, route, mailer=mailer, records=records)
         finally:
             records.flush()
+    send = begin_send(email, route, mailer=mailer, records=records)
+    if send is None:
+        return None
+    try:
+        calls = send.transport.send(send.prepared)
+    except DeliveryError as error:
+        send.failed(error, records)
+        raise
+    send.succeeded(calls, records)
+    return calls
+
+
+@dataclasses.dataclass
+class SyncSend:
+    """A synchronous send between its slot and SES's answer.
+
+    :func:`begin_send` and the ``succeeded``/``failed`` methods run in the caller's thread (they
+    use the database); only ``transport.send(prepared)`` in between may run in another thread,
+    which is how a backend keeps several SES calls in flight (SESBackend.send_messages).
+    """
+
+    message: Message
+    prepared: PreparedMessage
+    transport: TransportProtocol
+    started: datetime
+    # The rate limiter and the reservation taken from it (SES only).
+    slot: tuple[RateLimiter, Reservation] | None = None
+
+    @property
+    def addresses(self) -> list[str]:
+        return list(self.prepared.recipients)
+
+    def succeeded(self, calls: list[AcceptedCall], records: SyncRecords) -> None:
+        records.add(
+            self.message,
+            self.addresses,
+            calls=calls,
+            error=None,
+            transport_name=self.transport.name,
+            started=self.started,
+        )
+
+    def failed(self, error: DeliveryError, records: SyncRecords) -> None:
+        """Record ``error`` (the caller raises it) and give back the quota SES did not use."""
+        addresses = self.addresses
+        if self.slot is not None and _certainly_refused(error):
+            limiter, reservation = self.slot
+            sent = sum(len(call.recipients) for call in error.accepted)
+            limiter.refund(len(addresses) - sent, reservation)
+        records.add(
+            self.message,
+            addresses,
+            calls=list(error.accepted),
+            error=error,
+            transport_name=self.transport.name,
+            started=self.started,
+        )
+
+
+def begin_send(
+    email: EmailMessage, route: Route, *, mailer: str, records: SyncRecords
+) -> SyncSend | None:
+    """Render ``email`` and take its send slot (None: nobody to send to).
+
+    Raises ThrottledError, recorded in ``records``, when no slot is free within
+    ``SYNC_MAX_WAIT``, and the message's own errors (addresses, headers, size) unrecorded.
+    """
     record = build_record(email, route, mailer=mailer)
     if record is None:
         return None
     message, prepared = record
-    addresses = list(prepared.recipients)
-    transport: TransportProtocol = route.ses if route.ses is not None else route.smtp  # type: ignore[assignment]
-    started = timezone.now()
-    if route.ses is not None:
-        limiter = limiter_for(quota.bucket_name(route.ses.options))
-        limits = quota.current_limits(route.ses.options)
-        max_wait = float(conf.setting("SYNC_MAX_WAIT"))
-        # A few milliseconds are not "sleeping in a request": concurrent requests at a high rate
-        # get slots a fraction of a millisecond apart, and refusing those would be absurd.
-        reservation = wait_for_slot(
-            limiter, limits, len(addresses), max_wait=max_wait + SYNC_WAIT_TOLERANCE
+    if route.ses is None:
+        assert route.smtp is not None
+        return SyncSend(message, prepared, route.smtp, timezone.now())
+    _build_client_before_the_slot(route.ses)
+    send = SyncSend(message, prepared, route.ses, timezone.now())
+    limiter = limiter_for(quota.bucket_name(route.ses.options))
+    limits = quota.current_limits(route.ses.options)
+    max_wait = float(conf.setting("SYNC_MAX_WAIT"))
+    # A few milliseconds are not "sleeping in a request": concurrent requests at a high rate
+    # get slots a fraction of a millisecond apart, and refusing those would be absurd.
+    reservation = wait_for_slot(
+        limiter, limits, len(prepared.recipients), max_wait=max_wait + SYNC_WAIT_TOLERANCE
+    )
+    if not reservation.allowed:
+        error = ThrottledError(
+            "sendwell: "
+            + (
+                "the account's 24-hour sending quota is reached"
+                if reservation.reason == "quota"
+                else f"no send slot within SYNC_MAX_WAIT ({max_wait:g} s)"
+            ),
+            remedy="send through the outbox (EMAIL_QUEUE=True), which waits for room, or "
+            "raise SENDWELL['SYNC_MAX_WAIT']; retrying later also works",
+            code=f"sendwell.{reservation.reason}",
+            transport=send.transport.name,
         )
-        if not reservation.allowed:
-            error: DeliveryError = ThrottledError(
-                "sendwell: "
-                + (
-                    "the account's 24-hour sending quota is reached"
-                    if reservation.reason == "quota"
-                    else f"no send slot within SYNC_MAX_WAIT ({max_wait:g} s)"
-                ),
-                remedy="send through the outbox (EMAIL_QUEUE=True), which waits for room, or "
-                "raise SENDWELL['SYNC_MAX_WAIT']; retrying later also works",
-                code=f"sendwell.{reservation.reason}",
-                transport=transport.name,
-            )
-            records.add(
-                message,
-                addresses,
-                calls=[],
-                error=error,
-                transport_name=transport.name,
-                started=started,
-                attempted=False,
-            )
-            raise error
-    try:
-        calls = transport.send(prepared)
-    except DeliveryError as error:
-        if route.ses is not None and _certainly_refused(error):
-            sent = sum(len(call.recipients) for call in error.accepted)
-            limiter.refund(len(addresses) - sent, reservation)
         records.add(
             message,
-            addresses,
-            calls=list(error.accepted),
+            send.addresses,
+            calls=[],
             error=error,
-            transport_name=transport.name,
-            started=started,
+            transport_name=send.transport.name,
+            started=send.started,
+            attempted=False,
         )
-        raise
-    records.add(
-        message,
-        addresses,
-        calls=calls,
-        error=None,
-        transport_name=transport.name,
-        started=started,
-    )
-    return calls
+        raise error
+    send.slot = (limiter, reservation)
+    return send
 
 
 class SyncRecords:

@@ -271,6 +271,8 @@ class FakeSES:
         self.messages: list[AcceptedMessage] = []
         self.requests = 0  # SES API requests of any kind
         self.send_requests = 0
+        # Send requests being handled right now, and the most at once since the last reset().
+        self.in_flight = self.max_in_flight = 0
         self.faults_served: dict[str, int] = {}
         self.refused: dict[str, int] = {}  # refusals not injected: "rate", "quota", "unverified"
         self._lock = threading.Lock()
@@ -334,6 +336,7 @@ class FakeSES:
             self._day.clear()
             self._second_total = self._day_total = 0
             self.requests = self.send_requests = 0
+            self.max_in_flight = self.in_flight
             self.faults_served.clear()
             self.refused.clear()
 
@@ -370,6 +373,7 @@ class FakeSES:
             return {
                 "requests": self.requests,
                 "send_requests": self.send_requests,
+                "max_in_flight": self.max_in_flight,
                 "accepted": len(self.messages),
                 "sent_last_24_hours": sent,
                 "faults_served": dict(self.faults_served),
@@ -426,8 +430,19 @@ class FakeSES:
         with self._lock:
             self.requests += 1
             self.send_requests += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
             number = self.send_requests
             fault = self._faults.popleft() if self._faults else None
+        try:
+            return self._answer_send(api, parse, number, fault)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer_send(
+        self, api: int, parse: Callable[[], _Send], number: int, fault: str | None
+    ) -> _Reply:
         if fault is None and self.fault_plan is not None:
             fault = self.fault_plan(number)  # user code: called outside the lock
         if fault is not None:
