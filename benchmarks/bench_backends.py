@@ -5,9 +5,11 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_backends.py [--messages 500] [--single 200] [--repeat 3]
 
 Part A sends ``--messages`` messages over one connection per backend
-(``with backend as conn: conn.send_messages(messages)``). Part B sends ``--single`` messages
-through ``django.core.mail.send_mail()`` one call at a time, so every call builds a new backend
-(a new "connection"), as applications do.
+(``with backend as conn: conn.send_messages(messages)``); inside it sendwell keeps up to
+``SENDWELL["SYNC_CONCURRENCY"]`` SES calls in flight (its default, 4), while the peers send one
+message after another (``--sync-concurrency 1`` measures sendwell that way too). Part B sends
+``--single`` messages through ``django.core.mail.send_mail()`` one call at a time, so every call
+builds a new backend (a new "connection"), as applications do.
 
 Every backend talks to the same local moto server (``sendwell.testing.moto_ses.LocalSESServer``,
 127.0.0.1 only) in the same process and run, interleaved: each repetition runs every backend once
@@ -140,6 +142,7 @@ class Setup:
     database: dict[str, Any]  # DATABASES["default"] for sendwell's records
     limiter: str = "database"  # SENDWELL["RATE_LIMITER"]
     redis_url: str | None = None
+    sync_concurrency: int = 4  # SENDWELL["SYNC_CONCURRENCY"]: SES calls in flight in part A
 
 
 def sqlite_database(name: str) -> dict[str, Any]:
@@ -190,6 +193,7 @@ def configure_django(setup: Setup, *, sendwell_app: bool = True, migrate: bool =
             "MAX_24_HOUR_SEND": 1_000_000_000,
             "RATE_LIMITER": setup.limiter,
             "REDIS_URL": setup.redis_url,
+            "SYNC_CONCURRENCY": setup.sync_concurrency,
         },
         # django-ses's endpoint setting (a full URL; AWS_SES_REGION_ENDPOINT is a host name that
         # django-ses turns into https://<host>). Its auto-throttle (default 0.5) first asks SES
@@ -624,6 +628,13 @@ def main() -> int:
         default="database",
         help="sendwell's rate limiter: in the database (default) or a throw-away local Redis",
     )
+    parser.add_argument(
+        "--sync-concurrency",
+        type=int,
+        default=4,
+        help="sendwell's SENDWELL['SYNC_CONCURRENCY']: SES calls one send_messages() keeps in "
+        "flight (4, the default; 1 sends one after another, as the peers do)",
+    )
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     parser.add_argument("--cold", choices=sorted(BY_NAME), help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
@@ -652,7 +663,7 @@ def main() -> int:
             from sendwell.testing.servers import RedisServer  # noqa: PLC0415
 
             redis_url = stack.enter_context(RedisServer()).url
-        setup = Setup(ses.endpoint_url, database, args.limiter, redis_url)
+        setup = Setup(ses.endpoint_url, database, args.limiter, redis_url, args.sync_concurrency)
         return run(args, ses, setup)
 
 
@@ -665,7 +676,8 @@ def run(args: argparse.Namespace, ses: Any, setup: Setup) -> int:
     print(f"moto server: {ses.endpoint_url} (python -m moto.server, threaded werkzeug)")
     print(
         f"sendwell's records: {setup.database['ENGINE'].rpartition('.')[2]} "
-        f"{setup.database['NAME']}; rate limiter: {setup.limiter}"
+        f"{setup.database['NAME']}; rate limiter: {setup.limiter}; SES calls in flight: "
+        f"{setup.sync_concurrency}"
     )
     configure_django(setup)
     quiet_deprecations()

@@ -95,3 +95,46 @@ def test_outbox_options_are_checked() -> None:
             EMAIL_BACKEND="sendwell.backends.OutboxBackend", SENDWELL_TRANSPORT="fax"
         ):
             assert ids() == ["sendwell.E011"]
+
+
+def test_sendwell_settings_as_documented_have_no_messages() -> None:
+    from sendwell.conf import DEFAULTS  # noqa: PLC0415
+
+    settings = {**DEFAULTS, "MAX_SEND_RATE": 14, "MAX_24_HOUR_SEND": 50_000}
+    with mailer_settings(SES, region_name="eu-west-1"), override_settings(SENDWELL=settings):
+        assert sendwell_messages() == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"SYNC_CONCURENCY": 4}, "'SYNC_CONCURENCY'] is not a sendwell setting"),
+        ({"SYNC_CONCURRENCY": 0}, "'SYNC_CONCURRENCY'] = 0 is not a whole number >= 1"),
+        ({"MAX_ATTEMPTS": "eight"}, "'MAX_ATTEMPTS'] = 'eight' is not a whole number >= 1"),
+        ({"CONCURRENCY": True}, "'CONCURRENCY'] = True is not a whole number >= 1"),
+        ({"RATE_FRACTION": 1.5}, "'RATE_FRACTION'] = 1.5 is not a number above 0 and at most 1"),
+        ({"MAX_SEND_RATE": -1}, "'MAX_SEND_RATE'] = -1 is not None (read it from SES)"),
+        ({"SYNC_MAX_WAIT": float("nan")}, "'SYNC_MAX_WAIT'] = nan is not a number of seconds"),
+        ({"RATE_LIMITER": "memcached"}, "'RATE_LIMITER'] = 'memcached' is not one of 'database'"),
+        ({"RATE_LIMITER": "redis"}, "'RATE_LIMITER'] is 'redis' but SENDWELL['REDIS_URL'] is not"),
+    ],
+)
+def test_bad_sendwell_settings_are_errors_with_a_hint(
+    settings: dict[str, object], expected: str
+) -> None:
+    with mailer_settings(SES, region_name="eu-west-1"), override_settings(SENDWELL=settings):
+        [message] = sendwell_messages()
+    assert message.id == "sendwell.E012"
+    assert expected in message.msg
+    assert message.hint
+
+
+def test_a_bad_redis_url_is_not_echoed() -> None:
+    url = {"url": f"redis://:{SECRET}@127.0.0.1:6379/0"}  # a dict by mistake, password inside
+    with (
+        mailer_settings(SES, region_name="eu-west-1"),
+        override_settings(SENDWELL={"RATE_LIMITER": "redis", "REDIS_URL": url}),
+    ):
+        [message] = sendwell_messages()
+    assert "REDIS_URL'] = a dict is not a string or None" in message.msg
+    assert SECRET not in message.msg + str(message.hint)

@@ -102,7 +102,7 @@ def test_failure_stops_the_batch_after_the_calls_in_flight_are_recorded(
     ids = sent_ids(messages)
     # Before the failure: sent. The failure: not. Its in-flight successors (at most 3): sent and
     # recorded. After those: never started, no record.
-    assert ids[0] and ids[1] and ids[3]
+    assert None not in (ids[0], ids[1], ids[3])
     assert ids[2] is None
     started = [i for i, value in enumerate(ids) if value is not None]
     assert max(started) <= 2 + 3
@@ -165,7 +165,7 @@ def test_an_earlier_failure_is_raised_before_a_later_invalid_message(fake_ses: F
     ):
         get_mailer().send_messages(messages)
     ids = sent_ids(messages)
-    assert ids[0] and ids[2]
+    assert None not in (ids[0], ids[2])
     assert ids[1] is None
     assert set(ids[3:]) == {None}
 
@@ -189,6 +189,6 @@ def test_overlapping_calls_never_exceed_the_account_rate() -> None:
         assert ses.max_in_flight > 1
         times = sorted(m.received_at for m in ses.messages)
         # No rolling second holds more than the rate.
-        assert max(
-            sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times)
-        ) <= 20
+        assert (
+            max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times)) <= 20
+        )

@@ -18,6 +18,7 @@ from sendwell import conf
 from sendwell.exceptions import InvalidAddressError
 from sendwell.mime import envelope_address
 from sendwell.options import Problem, SESOptions, smtp_problems
+from sendwell.settings_check import sendwell_setting_problems
 
 SES_BACKENDS = frozenset({"sendwell.backends.SESBackend", "sendwell.backends.ses.SESBackend"})
 OUTBOX_BACKENDS = frozenset(
@@ -105,6 +106,13 @@ def check_email_configuration(
     if uses_ses:
         messages.extend(_sender_problems())
     return messages
+
+
+@checks.register(checks.Tags.compatibility)
+def check_sendwell_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    return sendwell_setting_problems()
 
 
 def _outbox_problems(where: str, options: dict[str, Any]) -> list[checks.CheckMessage]:
