@@ -3,6 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python benchmarks/client_cost.py [--messages 300] [--repeat 5] [--db file|memory]
+        [--sync-concurrency 4]
 
 ``bench_backends.py`` measures throughput against moto, whose own per-request CPU time bounds
 every backend and whose noise hides small differences. This script removes the server: every
@@ -12,7 +13,9 @@ MIME, botocore's serialising and signing, and, for sendwell, its records and rat
 
 Then it times sendwell's stages (by wrapping the functions of ``sendwell.delivery``,
 ``sendwell.ratelimit`` and ``sendwell.transports.ses`` that exist in this version) to show where
-its time goes. Nothing leaves the process; no network is used.
+its time goes (a stage that runs on sendwell's sending threads, ``SESTransport.send()``, then
+also counts the time those threads wait for the GIL). Nothing leaves the process; no network is
+used.
 """
 
 from __future__ import annotations
@@ -135,12 +138,24 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--db", choices=["file", "memory"], default="file")
+    parser.add_argument(
+        "--sync-concurrency",
+        type=int,
+        default=4,
+        help="sendwell's SES calls in flight (4, as shipped; 1: one after another). With answers "
+        "in-process there is no wait to overlap: this shows what the thread pool costs.",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sendwell-cost-") as directory:
         name = str(Path(directory) / "cost.sqlite3") if args.db == "file" else ":memory:"
         # Nothing listens there: every client answers in-process.
-        bench.configure_django(bench.Setup("http://127.0.0.1:9", bench.sqlite_database(name)))
+        setup = bench.Setup(
+            "http://127.0.0.1:9",
+            bench.sqlite_database(name),
+            sync_concurrency=args.sync_concurrency,
+        )
+        bench.configure_django(setup)
         bench.quiet_deprecations()
         answer_in_process()
         for backend in bench.BACKENDS:  # warm-up
@@ -152,7 +167,7 @@ def main() -> int:
         print(
             f"Client-side cost per message, {args.messages} messages over one connection, "
             f"median of {args.repeat} (SendEmail answered in-process; sendwell's records in "
-            f"SQLite {args.db}):"
+            f"SQLite {args.db}; sendwell's SES calls in flight: {args.sync_concurrency}):"
         )
         print(f"{'backend':<11} {'wall us/msg':>12} {'CPU us/msg':>11} {'vs sendwell':>12}")
         sendwell_wall = statistics.median(wall for wall, _ in runs["sendwell"])
