@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from tests.mailers import SES, SMTP, mailer_settings
+from tests.mailers import HAS_MAILERS, SES, SMTP, mailer_settings
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -81,8 +81,6 @@ def test_manage_py_check_fails_with_the_hint() -> None:
 
 
 def test_outbox_options_are_checked() -> None:
-    from tests.mailers import HAS_MAILERS  # noqa: PLC0415
-
     if HAS_MAILERS:
         outbox = {
             "BACKEND": "sendwell.backends.OutboxBackend",
@@ -138,3 +136,43 @@ def test_a_bad_redis_url_is_not_echoed() -> None:
         [message] = sendwell_messages()
     assert "REDIS_URL'] = a dict is not a string or None" in message.msg
     assert SECRET not in message.msg + str(message.hint)
+
+
+def test_bad_ses_timeout_setting_is_named() -> None:
+    with mailer_settings(SES, region_name="eu-west-1", read_timeout="soon"):
+        [message] = sendwell_messages()
+    assert message.id == "sendwell.E007"
+    expected = "OPTIONS['read_timeout']" if HAS_MAILERS else "AWS_SES_READ_TIMEOUT"
+    assert f"{expected}='soon' is not a positive number of seconds" in message.msg
+
+
+def outbox_with_ses(**ses: object) -> override_settings:
+    """The outbox as the default mailer, delivering through SES with these options."""
+    ses = {"region_name": "eu-west-1", **ses}
+    if HAS_MAILERS:
+        outbox = {
+            "BACKEND": "sendwell.backends.OutboxBackend",
+            "OPTIONS": {"ses": ses, "smtp": None, "failover": False},
+        }
+        return override_settings(MAILERS={"default": outbox})
+    from sendwell.conf import CLASSIC_SES_SETTINGS  # noqa: PLC0415  RemovedInSendwellDjango52
+
+    return override_settings(
+        EMAIL_BACKEND="sendwell.backends.OutboxBackend",
+        SENDWELL_TRANSPORT="ses",
+        **{CLASSIC_SES_SETTINGS[key]: value for key, value in ses.items()},
+    )
+
+
+def test_lease_shorter_than_one_ses_call_is_a_warning() -> None:
+    with outbox_with_ses(), override_settings(SENDWELL={"LEASE_SECONDS": 30}):
+        [message] = sendwell_messages()
+    assert message.id == "sendwell.W002"
+    assert "LEASE_SECONDS']=30 is not longer than one SES call" in message.msg
+    assert "(5 s to connect + 30 s to read) = 35 s" in message.msg
+    assert "above 35" in str(message.hint)
+    # Lower timeouts fit the same lease; so does the default lease (120 s) the default timeouts.
+    with outbox_with_ses(read_timeout=10), override_settings(SENDWELL={"LEASE_SECONDS": 30}):
+        assert sendwell_messages() == []
+    with outbox_with_ses():
+        assert sendwell_messages() == []

@@ -306,3 +306,48 @@ def test_email_failover_needs_ses_smtp_and_the_queue() -> None:
         assert options["smtp"]["port"] == 587
     else:
         assert result["SENDWELL_TRANSPORT"] == "failover"
+
+
+def test_ses_timeouts_from_the_environment_reach_the_client() -> None:
+    from django.test import override_settings  # noqa: PLC0415
+
+    from sendwell import aws  # noqa: PLC0415
+    from tests.mailers import get_mailer  # noqa: PLC0415
+
+    result = email_settings(
+        environ={
+            "USE_SES": "True",
+            "AWS_SES_REGION_NAME": "eu-west-1",
+            "AWS_SES_CONNECT_TIMEOUT": "2",
+            "AWS_SES_READ_TIMEOUT": "10.5",
+        }
+    )
+    with override_settings(**result):
+        options = get_mailer().options
+    assert (options.connect_timeout, options.read_timeout) == (2.0, 10.5)
+    config = aws.ses_client(options).meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2.0, 10.5)
+
+
+def test_unset_ses_timeouts_keep_the_defaults() -> None:
+    from django.test import override_settings  # noqa: PLC0415
+
+    from tests.mailers import get_mailer  # noqa: PLC0415
+
+    result = email_settings(environ={"USE_SES": "True", "AWS_SES_REGION_NAME": "eu-west-1"})
+    with override_settings(**result):
+        options = get_mailer().options
+    assert (options.connect_timeout, options.read_timeout) == (5.0, 30.0)
+
+
+def test_bad_ses_timeouts_name_the_variable() -> None:
+    text = problems(
+        {
+            "USE_SES": "True",
+            "AWS_SES_REGION_NAME": "eu-west-1",
+            "AWS_SES_CONNECT_TIMEOUT": "0",
+            "AWS_SES_READ_TIMEOUT": "soon",
+        }
+    )
+    assert "AWS_SES_CONNECT_TIMEOUT=0.0 is not a positive number of seconds" in text
+    assert "AWS_SES_READ_TIMEOUT='soon' is not a number" in text

@@ -286,3 +286,20 @@ def test_delivery_errors_are_smtp_exceptions(ses: LocalSESServer) -> None:
     assert issubclass(DeliveryError, smtplib.SMTPException)
     with mailer_settings(SES, **ses_options(ses)), pytest.raises(smtplib.SMTPException):
         mail.send_mail("Hi", "Body", "x@unverified.test", ["to@example.net"])
+
+
+def test_read_timeout_setting_applies_on_both_django_versions() -> None:
+    # MAILERS OPTIONS on 6.1, AWS_SES_READ_TIMEOUT on 5.2. The endpoint answers only after 3 s:
+    # with the default 30 s read timeout the send would succeed late; with 0.5 s it times out.
+    from sendwell.exceptions import TransportTimeoutError  # noqa: PLC0415
+    from sendwell.testing.fake_ses import FakeSES  # noqa: PLC0415
+
+    with FakeSES(verified_identities={"example.com"}, timeout_seconds=3.0) as fake:
+        fake.inject("timeout", times=3)  # every attempt botocore makes (max_attempts 3)
+        with (
+            mailer_settings(SES, **ses_options(fake, read_timeout=0.5)),
+            pytest.raises(TransportTimeoutError) as excinfo,
+        ):
+            EmailMessage("Slow", "Body", SENDER, ["to@example.net"]).send()
+    assert excinfo.value.retryable
+    assert fake.messages == []

@@ -127,6 +127,8 @@ def _outbox_problems(where: str, options: dict[str, Any]) -> list[checks.CheckMe
                 )
             ]
         classic = _ses_problems(where, {}) if transport != "smtp" else []
+        if transport != "smtp":
+            classic.extend(_lease_problems("EMAIL_BACKEND", conf.classic_ses_options()))
         if transport != "ses":
             classic.extend(_smtp_problems(where, {}))
         return classic
@@ -159,9 +161,38 @@ def _outbox_problems(where: str, options: dict[str, Any]) -> list[checks.CheckMe
         )
     if ses is not None:
         messages.extend(_ses_problems(f"{where}['OPTIONS']['ses']", dict(ses)))
+        messages.extend(_lease_problems(f"{where}['OPTIONS']['ses']", dict(ses)))
     if smtp is not None:
         messages.extend(_smtp_problems(f"{where}['OPTIONS']['smtp']", dict(smtp)))
     return messages
+
+
+def _lease_problems(where: str, ses: dict[str, Any]) -> list[checks.CheckMessage]:
+    """A worker's lease must outlast one SES call, or another worker may take over a message
+    whose call is still in flight and send it a second time."""
+    defaults = SESOptions()
+    try:
+        lease = float(conf.setting("LEASE_SECONDS"))
+        # The outbox lets botocore try once unless its options say otherwise.
+        attempts = int(ses.get("max_attempts") or 1)
+        connect = float(ses.get("connect_timeout") or defaults.connect_timeout)
+        read = float(ses.get("read_timeout") or defaults.read_timeout)
+    except (TypeError, ValueError):
+        return []  # the other checks report the bad value itself
+    longest = attempts * (connect + read)
+    if lease > longest:
+        return []
+    return [
+        checks.Warning(
+            f"SENDWELL['LEASE_SECONDS']={lease:g} is not longer than one SES call may take for "
+            f"{where} ({attempts} x ({connect:g} s to connect + {read:g} s to read) = "
+            f"{longest:g} s): another worker may take over a message still being sent and send "
+            "it twice",
+            hint=f"Raise LEASE_SECONDS above {longest:g}, or lower the SES timeouts "
+            "(AWS_SES_CONNECT_TIMEOUT / AWS_SES_READ_TIMEOUT).",
+            id="sendwell.W002",
+        )
+    ]
 
 
 def _sender_problems() -> list[checks.CheckMessage]:

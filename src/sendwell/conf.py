@@ -22,6 +22,8 @@ CLASSIC_SES_SETTINGS = {
     "configuration_set": "AWS_SES_CONFIGURATION_SET",
     "use_ses_v2": "USE_SES_V2",
     "endpoint_url": "AWS_SES_ENDPOINT_URL",
+    "connect_timeout": "AWS_SES_CONNECT_TIMEOUT",
+    "read_timeout": "AWS_SES_READ_TIMEOUT",
 }
 
 

@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from sendwell import aws, conf, quota
+from sendwell.db import bookkeeping_alias
 from sendwell.exceptions import (
     DeliveryError,
     Disposition,
@@ -652,8 +653,11 @@ def begin_send(
         return SyncSend(message, prepared, route.smtp, timezone.now())
     _build_client_before_the_slot(route.ses)
     send = SyncSend(message, prepared, route.ses, timezone.now())
-    limiter = limiter_for(quota.bucket_name(route.ses.options))
-    limits = quota.current_limits(route.ses.options)
+    # Inside the caller's transaction (on PostgreSQL), the limiter's rows are locked and
+    # committed on sendwell's own connection: see sendwell.db.
+    using = bookkeeping_alias()
+    limiter = limiter_for(quota.bucket_name(route.ses.options), using)
+    limits = quota.current_limits(route.ses.options, using)
     max_wait = float(conf.setting("SYNC_MAX_WAIT"))
     # A few milliseconds are not "sleeping in a request": concurrent requests at a high rate
     # get slots a fraction of a millisecond apart, and refusing those would be absurd.
@@ -762,10 +766,17 @@ class SyncRecords:
     def flush(self) -> None:
         if not self.messages:
             return
-        with transaction.atomic():
+        # What was sent stays recorded even if the caller's transaction rolls back (on
+        # PostgreSQL; see sendwell.db): SES cannot take the email back.
+        using = bookkeeping_alias()
+        with transaction.atomic(using=using):
             # bulk_create sets the primary keys (PostgreSQL and SQLite return them), which the
             # recipients and attempts then refer to.
-            Message.objects.bulk_create(self.messages)
-            Recipient.objects.bulk_create(self.recipients)
-            Attempt.objects.bulk_create(self.attempts)
+            Message.objects.using(using).bulk_create(self.messages)
+            # The rows were built before the database was chosen; Django only relates rows
+            # of one database, so say which before they refer to their saved messages.
+            for row in (*self.recipients, *self.attempts):
+                row._state.db = using
+            Recipient.objects.using(using).bulk_create(self.recipients)
+            Attempt.objects.using(using).bulk_create(self.attempts)
         self.messages, self.recipients, self.attempts = [], [], []

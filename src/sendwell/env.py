@@ -39,6 +39,8 @@ _SES_VARIABLES = {
     "configuration_set": "AWS_SES_CONFIGURATION_SET",
     "use_ses_v2": "USE_SES_V2",
     "endpoint_url": "AWS_ENDPOINT_URL_SESV2 / AWS_ENDPOINT_URL_SES / AWS_ENDPOINT_URL",
+    "connect_timeout": "AWS_SES_CONNECT_TIMEOUT",
+    "read_timeout": "AWS_SES_READ_TIMEOUT",
 }
 _SMTP_VARIABLES = {
     "port": "EMAIL_PORT",
@@ -214,6 +216,10 @@ def email_settings(
 def _ses_options(reader: _Reader) -> SESOptions:
     use_ses_v2 = reader.boolean("USE_SES_V2", default=True)
     specific = "AWS_ENDPOINT_URL_SESV2" if use_ses_v2 else "AWS_ENDPOINT_URL_SES"
+    # Unset timeouts keep SESOptions' defaults (5 s to connect, 30 s to read).
+    defaults = SESOptions()
+    connect_timeout = reader.number("AWS_SES_CONNECT_TIMEOUT")
+    read_timeout = reader.number("AWS_SES_READ_TIMEOUT")
     options = SESOptions(
         region_name=reader.text("AWS_SES_REGION_NAME"),
         access_key_id=reader.text("AWS_ACCESS_KEY_ID"),
@@ -222,6 +228,8 @@ def _ses_options(reader: _Reader) -> SESOptions:
         configuration_set=reader.text("AWS_SES_CONFIGURATION_SET"),
         use_ses_v2=use_ses_v2,
         endpoint_url=reader.text(specific) or reader.text("AWS_ENDPOINT_URL"),
+        connect_timeout=defaults.connect_timeout if connect_timeout is None else connect_timeout,
+        read_timeout=defaults.read_timeout if read_timeout is None else read_timeout,
     )
     reader.problems.extend(options.problems(_SES_VARIABLES))
     return options
@@ -316,6 +324,8 @@ def _classic_settings(ses: SESOptions | None, smtp: dict[str, Any]) -> dict[str,
                 "AWS_SES_CONFIGURATION_SET": ses.configuration_set,
                 "USE_SES_V2": ses.use_ses_v2,
                 "AWS_SES_ENDPOINT_URL": ses.endpoint_url,
+                "AWS_SES_CONNECT_TIMEOUT": ses.connect_timeout,
+                "AWS_SES_READ_TIMEOUT": ses.read_timeout,
             }
         )
     return result

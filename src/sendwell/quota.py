@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from botocore import exceptions as botocore_exceptions
+from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from sendwell import aws, conf
@@ -76,7 +77,7 @@ def fetch_account_limits(options: SESOptions) -> AccountLimits:
         raise translate_ses_error(exc, options) from exc
 
 
-def refresh(options: SESOptions) -> AccountQuota:
+def refresh(options: SESOptions, using: str = DEFAULT_DB_ALIAS) -> AccountQuota:
     """Read the limits from SES and store them; on failure store the fallback and the reason."""
     name = bucket_name(options)
     now = timezone.now()
@@ -91,7 +92,7 @@ def refresh(options: SESOptions) -> AccountQuota:
             conf.setting("FALLBACK_SEND_RATE"),
             conf.setting("FALLBACK_24_HOUR_SEND"),
         )
-        row, _ = AccountQuota.objects.update_or_create(
+        row, _ = AccountQuota.objects.using(using).update_or_create(
             name=name,
             defaults={
                 "max_send_rate": float(conf.setting("FALLBACK_SEND_RATE")),
@@ -103,7 +104,7 @@ def refresh(options: SESOptions) -> AccountQuota:
             },
         )
         return row
-    row, _ = AccountQuota.objects.update_or_create(
+    row, _ = AccountQuota.objects.using(using).update_or_create(
         name=name,
         defaults={
             "max_send_rate": limits.max_send_rate,
@@ -117,8 +118,9 @@ def refresh(options: SESOptions) -> AccountQuota:
     return row
 
 
-def current_limits(options: SESOptions) -> Limits:
-    """The limits to enforce now for ``options``' account (cached a few seconds per process)."""
+def current_limits(options: SESOptions, using: str = DEFAULT_DB_ALIAS) -> Limits:
+    """The limits to enforce now for ``options``' account (cached a few seconds per process);
+    ``using``: the database connection to read and store them on."""
     rate_override = conf.setting("MAX_SEND_RATE")
     daily_override = conf.setting("MAX_24_HOUR_SEND")
     fraction = float(conf.setting("RATE_FRACTION"))
@@ -133,14 +135,14 @@ def current_limits(options: SESOptions) -> Limits:
         limits = Limits(rate=float(rate_override) * fraction, daily=float(daily_override))
     else:
         max_age = timedelta(seconds=float(conf.setting("QUOTA_REFRESH_SECONDS")))
-        row = AccountQuota.objects.filter(name=key[0]).first()
+        row = AccountQuota.objects.using(using).filter(name=key[0]).first()
         if row is None or timezone.now() - row.fetched_at > max_age:
             # One refresh per process at a time: a worker's threads all find the row stale at
             # the same moment, and one GetAccount call answers for all of them.
             with _refresh_lock:
-                row = AccountQuota.objects.filter(name=key[0]).first()
+                row = AccountQuota.objects.using(using).filter(name=key[0]).first()
                 if row is None or timezone.now() - row.fetched_at > max_age:
-                    row = refresh(options)
+                    row = refresh(options, using)
         rate = float(rate_override) if rate_override is not None else row.max_send_rate
         daily = float(daily_override) if daily_override is not None else row.max_24_hour_send
         # SES's count includes our own sends up to the fetch; the limiter takes the larger of it

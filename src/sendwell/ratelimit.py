@@ -20,8 +20,8 @@ import threading
 import time
 from typing import Any, Protocol
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Sum
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db.models import F, Q, QuerySet, Sum
 
 from sendwell import conf
 from sendwell.models import RateBucket, SendCounter
@@ -118,10 +118,24 @@ _usage: dict[str, tuple[float, float]] = {}
 
 
 class DatabaseRateLimiter:
-    """The limiter in the project's database (the default: no extra service to run)."""
+    """The limiter in the project's database (the default: no extra service to run).
 
-    def __init__(self, name: str) -> None:
+    ``using``: the connection alias its statements go through (see :mod:`sendwell.db`).
+    """
+
+    def __init__(self, name: str, using: str = DEFAULT_DB_ALIAS) -> None:
         self.name = name
+        self.using = using
+
+    @property
+    def connection(self) -> Any:
+        return connections[self.using]
+
+    def _counters(self) -> QuerySet[SendCounter]:
+        return SendCounter.objects.using(self.using).filter(bucket=self.name)
+
+    def _buckets(self) -> QuerySet[RateBucket]:
+        return RateBucket.objects.using(self.using)
 
     def reserve(
         self, recipients: int, limits: Limits, *, max_wait: float, together: bool = True
@@ -129,19 +143,19 @@ class DatabaseRateLimiter:
         refusal = self._check_quota(recipients, limits)
         if refusal is not None:
             return refusal
-        if connection.vendor not in _GREATEST:
+        if self.connection.vendor not in _GREATEST:
             return self._reserve_with_cas(recipients, limits, max_wait=max_wait, together=together)
         pre = (recipients - 1) / limits.rate if together else 0.0
         step = recipients / limits.rate
         sql = _SLOT_SQL.format(
-            table=connection.ops.quote_name(RateBucket._meta.db_table),
-            greatest=_GREATEST[connection.vendor],
-            now=_NOW[connection.vendor],
+            table=self.connection.ops.quote_name(RateBucket._meta.db_table),
+            greatest=_GREATEST[self.connection.vendor],
+            now=_NOW[self.connection.vendor],
         )
         refusal = Reservation(allowed=False, reason="rate")
         for _ in range(3):
             # The slot and its count in one transaction: one commit instead of two.
-            with transaction.atomic(), connection.cursor() as cursor:
+            with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
                 cursor.execute(sql, [pre, step, self.name, pre, max_wait])
                 row = cursor.fetchone()
                 if row is not None:
@@ -188,7 +202,7 @@ class DatabaseRateLimiter:
             ):
                 return None
         minute = int(time.time() // 60)
-        window = SendCounter.objects.filter(bucket=self.name, minute__gt=minute - MINUTES_PER_DAY)
+        window = self._counters().filter(minute__gt=minute - MINUTES_PER_DAY)
         # Two sums in one query; the per-minute rows are only read when the quota is full.
         sums = window.aggregate(
             ours=Sum("recipients"),
@@ -217,8 +231,10 @@ class DatabaseRateLimiter:
             start = slot_start(now, bucket.next_free, recipients if together else 1, limits.rate)
             if start - now > max_wait:
                 return Reservation(allowed=False, wait=start - now, retry_at=start, reason="rate")
-            swapped = RateBucket.objects.filter(name=self.name, version=bucket.version).update(
-                next_free=start + recipients / limits.rate, version=F("version") + 1
+            swapped = (
+                self._buckets()
+                .filter(name=self.name, version=bucket.version)
+                .update(next_free=start + recipients / limits.rate, version=F("version") + 1)
             )
             if swapped:
                 return self._counted(recipients, start)
@@ -227,45 +243,44 @@ class DatabaseRateLimiter:
     def refund(self, recipients: int, reservation: Reservation) -> None:
         """Give back quota for recipients SES certainly did not accept (the rate slot is spent)."""
         if reservation.minute is not None:
-            SendCounter.objects.filter(bucket=self.name, minute=reservation.minute).update(
+            self._counters().filter(minute=reservation.minute).update(
                 recipients=F("recipients") - recipients
             )
 
     def _bucket(self) -> RateBucket:
         try:
-            return RateBucket.objects.get(name=self.name)
+            return self._buckets().get(name=self.name)
         except RateBucket.DoesNotExist:
             try:
-                with transaction.atomic():
-                    return RateBucket.objects.create(name=self.name)
+                with transaction.atomic(using=self.using):
+                    return self._buckets().create(name=self.name)
             except IntegrityError:  # another worker created it first
-                return RateBucket.objects.get(name=self.name)
+                return self._buckets().get(name=self.name)
 
     def _count(self, minute: int, recipients: int) -> None:
-        if connection.vendor in _GREATEST:  # PostgreSQL and SQLite: one upsert statement
-            table = connection.ops.quote_name(SendCounter._meta.db_table)
-            with connection.cursor() as cursor:
+        if self.connection.vendor in _GREATEST:  # PostgreSQL and SQLite: one upsert statement
+            table = self.connection.ops.quote_name(SendCounter._meta.db_table)
+            with self.connection.cursor() as cursor:
                 cursor.execute(_COUNT_SQL.format(table=table), [self.name, minute, recipients])
             return
-        updated = SendCounter.objects.filter(bucket=self.name, minute=minute).update(
-            recipients=F("recipients") + recipients
+        updated = (
+            self._counters().filter(minute=minute).update(recipients=F("recipients") + recipients)
         )
         if not updated:
             try:
-                with transaction.atomic():
-                    SendCounter.objects.create(
+                with transaction.atomic(using=self.using):
+                    SendCounter.objects.using(self.using).create(
                         bucket=self.name, minute=minute, recipients=recipients
                     )
             except IntegrityError:
-                SendCounter.objects.filter(bucket=self.name, minute=minute).update(
+                self._counters().filter(minute=minute).update(
                     recipients=F("recipients") + recipients
                 )
 
     def sent_in_window(self) -> int:
         minute = int(time.time() // 60)
-        total: Any = SendCounter.objects.filter(
-            bucket=self.name, minute__gt=minute - MINUTES_PER_DAY
-        ).aggregate(total=Sum("recipients"))["total"]
+        window = self._counters().filter(minute__gt=minute - MINUTES_PER_DAY)
+        total: Any = window.aggregate(total=Sum("recipients"))["total"]
         return int(total or 0)
 
 
@@ -349,8 +364,9 @@ class BlockLimiter:
         self.shared.refund(recipients, reservation)
 
 
-def limiter_for(name: str) -> RateLimiter:
-    """The configured limiter (``SENDWELL["RATE_LIMITER"]``) for the bucket ``name``."""
+def limiter_for(name: str, using: str = DEFAULT_DB_ALIAS) -> RateLimiter:
+    """The configured limiter (``SENDWELL["RATE_LIMITER"]``) for the bucket ``name``;
+    ``using``: the database connection for the database limiter."""
     kind = conf.setting("RATE_LIMITER")
     shared: RateLimiter
     if kind == "redis":
@@ -358,5 +374,5 @@ def limiter_for(name: str) -> RateLimiter:
 
         shared = RedisRateLimiter(name, conf.setting("REDIS_URL"))
     else:
-        shared = DatabaseRateLimiter(name)
+        shared = DatabaseRateLimiter(name, using)
     return BlockLimiter(name, shared)

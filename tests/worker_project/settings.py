@@ -12,8 +12,8 @@
 ``SENDWELL_WORKER_SES_ENDPOINT``
     The FakeSES URL the OutboxBackend delivers to.
 ``SENDWELL_WORKER_SES_OPTIONS``
-    JSON: more SES options (e.g. ``{"read_timeout": 1}``). Django 6.1 only: on 5.2 the classic
-    settings have no way to pass them (the backend is built without options).
+    JSON: more SES options (e.g. ``{"read_timeout": 1}``); on Django 5.2, those that have a
+    classic setting (``sendwell.conf.CLASSIC_SES_SETTINGS``).
 ``SENDWELL_WORKER_SENDWELL``
     JSON: ``SENDWELL`` settings over the defaults below.
 """
@@ -101,17 +101,15 @@ if django.VERSION >= (6, 1):
             "OPTIONS": {"ses": SES_OPTIONS, "smtp": None, "failover": False},
         }
     }
-else:  # RemovedInSendwellDjango52: classic settings; only these SES options exist there.
+else:  # RemovedInSendwellDjango52: the classic settings the backends read on 5.2.
+    from sendwell.conf import CLASSIC_SES_SETTINGS
+
     EMAIL_BACKEND = "sendwell.backends.OutboxBackend"
     SENDWELL_TRANSPORT = "ses"
-    AWS_SES_REGION_NAME = SES_OPTIONS.pop("region_name")
-    AWS_ACCESS_KEY_ID = SES_OPTIONS.pop("access_key_id")
-    AWS_SECRET_ACCESS_KEY = SES_OPTIONS.pop("secret_access_key")
-    AWS_SES_ENDPOINT_URL = SES_OPTIONS.pop("endpoint_url")
-    if SES_OPTIONS:
-        raise RuntimeError(
-            f"SES options {sorted(SES_OPTIONS)} cannot be set with Django 5.2's classic settings"
-        )
+    unknown = set(SES_OPTIONS) - set(CLASSIC_SES_SETTINGS)
+    if unknown:
+        raise RuntimeError(f"SES options {sorted(unknown)} have no classic setting on Django 5.2")
+    globals().update({CLASSIC_SES_SETTINGS[key]: value for key, value in SES_OPTIONS.items()})
 
 SENDWELL = {
     "LEASE_SECONDS": 3,

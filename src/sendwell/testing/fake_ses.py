@@ -373,6 +373,7 @@ class FakeSES:
             return {
                 "requests": self.requests,
                 "send_requests": self.send_requests,
+                "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "accepted": len(self.messages),
                 "sent_last_24_hours": sent,
