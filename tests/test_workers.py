@@ -763,3 +763,33 @@ def test_sync_send_in_a_transaction_locks_nothing_shared_and_stays_recorded(
     [(status, ids)] = deployment.db.rows("SELECT status, ses_message_ids FROM sendwell_message")
     assert (status, ids) == ("sent", [ses.messages[0].message_id])
     assert deployment.db.rows("SELECT SUM(recipients) FROM sendwell_sendcounter") == [(1,)]
+
+
+def test_sync_send_in_a_test_case_transaction_keeps_its_books_there(
+    processes: Processes, postgres_url: str, tmp_path: Path
+) -> None:
+    """Under Django's TestCase the test's own transaction holds the books, so that they are
+    rolled back with the test like every other row it wrote."""
+    with FakeSES(verified_identities={"example.com"}) as ses:
+        deployment = Deployment(
+            processes,
+            database_url=postgres_url,
+            ses_endpoint=ses.endpoint_url,
+            sendwell={"MAX_SEND_RATE": 100, "MAX_24_HOUR_SEND": 1000},
+        )
+        deployment.manage("migrate", "-v0")
+        release = tmp_path / "release"
+        command = [sys.executable, "-m", "tests.worker_project.send_in_transaction"]
+        command += ["--subject", "in-test", "--release", str(release), "--as-testcase"]
+        process = processes.start("send-in-test-case", [*command, "--rollback"], deployment.env)
+        # "sent" is printed once send_messages() has returned, its records written.
+        deployment.wait_until("the send", lambda: "sent " in processes.logs(), 60)
+        assert len(ses.messages) == 1
+        # Sent, but its record is the test transaction's, invisible from outside until the end.
+        assert process.poll() is None, processes.logs()
+        assert deployment.db.rows("SELECT COUNT(*) FROM sendwell_message") == [(0,)]
+        release.touch()
+        assert process.wait(timeout=60) == 0, processes.logs()
+    # Rolled back with the test, as a TestCase does after each test.
+    assert deployment.db.rows("SELECT COUNT(*) FROM sendwell_message") == [(0,)]
+    assert deployment.db.rows("SELECT COUNT(*) FROM sendwell_sendcounter") == [(0,)]

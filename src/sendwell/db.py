@@ -13,7 +13,7 @@ of its own to the same database, in autocommit, under the alias ``"<alias>__send
 registered beside the project's aliases, so Django closes it with the others at the end of each
 request. On SQLite a database has one writer at a time: a second connection would wait for the
 caller's own transaction to end (here, in this thread: until the busy timeout), so there the
-books stay in the caller's transaction.
+books stay in the caller's transaction, as they do inside a test case's transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ def bookkeeping_alias(alias: str = DEFAULT_DB_ALIAS) -> str:
     """``alias``, or sendwell's own connection to the same database inside a transaction."""
     connection = connections[alias]
     if not connection.in_atomic_block or connection.vendor == "sqlite":
+        return alias
+    # Under Django's TestCase (and pytest-django's django_db) every test runs in a transaction
+    # that is rolled back afterwards: the books stay in it, so that each test's rows go with it
+    # and the test database needs no second alias. (Atomic._from_testcase is what Django itself
+    # checks for this, e.g. for durable blocks.)
+    if any(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
         return alias
     own = alias + _SUFFIX
     if own not in connections.settings:
