@@ -841,7 +841,7 @@ def queued_sending(options: BatchOptions, base_variant: Mapping[str, str]) -> st
         )
         detail(
             f"listening on {ses.endpoint_url}; sendwell reads these limits with SES v2 "
-            "GetAccount and sends at 90% of the rate (SENDWELL['RATE_FRACTION'])"
+            "GetAccount and sends at 97% of the rate (SENDWELL['RATE_FRACTION'])"
         )
         variant = {**base_variant, "AWS_ENDPOINT_URL": ses.endpoint_url, "EMAIL_QUEUE": "True"}
         batch = queue_batch(options, variant)
