@@ -7,25 +7,12 @@ from typing import Any
 import django
 from django.test import override_settings
 
-from sendwell.conf import CLASSIC_SES_SETTINGS
+from sendwell.conf import CLASSIC_SES_SETTINGS, CLASSIC_SMTP_SETTINGS
 
 SES = "sendwell.backends.SESBackend"
 SMTP = "sendwell.backends.SMTPBackend"
 DJANGO_SMTP = "django.core.mail.backends.smtp.EmailBackend"
 HAS_MAILERS = django.VERSION >= (6, 1)
-
-_CLASSIC_SMTP_SETTINGS = {
-    "host": "EMAIL_HOST",
-    "port": "EMAIL_PORT",
-    "username": "EMAIL_HOST_USER",
-    "password": "EMAIL_HOST_PASSWORD",
-    "use_tls": "EMAIL_USE_TLS",
-    "use_ssl": "EMAIL_USE_SSL",
-    "timeout": "EMAIL_TIMEOUT",
-    "ssl_cafile": "EMAIL_SSL_CAFILE",
-    "ssl_certfile": "EMAIL_SSL_CERTFILE",
-    "ssl_keyfile": "EMAIL_SSL_KEYFILE",
-}
 
 
 def ses_options(ses: Any, **options: Any) -> dict[str, Any]:
@@ -44,7 +31,7 @@ def mailer_settings(backend: str, **options: Any) -> override_settings:
     if HAS_MAILERS:
         return override_settings(MAILERS={"default": {"BACKEND": backend, "OPTIONS": options}})
     # RemovedInSendwellDjango52: classic settings.
-    names = CLASSIC_SES_SETTINGS if backend == SES else _CLASSIC_SMTP_SETTINGS
+    names = CLASSIC_SES_SETTINGS if backend == SES else CLASSIC_SMTP_SETTINGS
     classic = {names[key]: value for key, value in options.items()}
     return override_settings(EMAIL_BACKEND=backend, **classic)
 

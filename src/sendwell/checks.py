@@ -65,13 +65,7 @@ def _smtp_problems(where: str, options: dict[str, Any]) -> list[checks.CheckMess
             "ssl_cafile": getattr(settings, "EMAIL_SSL_CAFILE", None),
             "timeout": getattr(settings, "EMAIL_TIMEOUT", None),
         }
-        names = {
-            "port": "EMAIL_PORT",
-            "use_tls": "EMAIL_USE_TLS",
-            "use_ssl": "EMAIL_USE_SSL",
-            "ssl_cafile": "EMAIL_SSL_CAFILE",
-            "timeout": "EMAIL_TIMEOUT",
-        }
+        names = conf.CLASSIC_SMTP_SETTINGS
     else:
         names = {
             key: f"OPTIONS[{key!r}]"

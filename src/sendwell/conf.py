@@ -25,6 +25,19 @@ CLASSIC_SES_SETTINGS = {
     "connect_timeout": "AWS_SES_CONNECT_TIMEOUT",
     "read_timeout": "AWS_SES_READ_TIMEOUT",
 }
+# The same for the SMTP backend (Django's own EMAIL_* settings, plus sendwell's EMAIL_SSL_CAFILE).
+CLASSIC_SMTP_SETTINGS = {
+    "host": "EMAIL_HOST",
+    "port": "EMAIL_PORT",
+    "username": "EMAIL_HOST_USER",
+    "password": "EMAIL_HOST_PASSWORD",
+    "use_tls": "EMAIL_USE_TLS",
+    "use_ssl": "EMAIL_USE_SSL",
+    "timeout": "EMAIL_TIMEOUT",
+    "ssl_cafile": "EMAIL_SSL_CAFILE",
+    "ssl_certfile": "EMAIL_SSL_CERTFILE",
+    "ssl_keyfile": "EMAIL_SSL_KEYFILE",
+}
 
 
 def classic_ses_options() -> dict[str, Any]:

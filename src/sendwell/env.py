@@ -20,6 +20,7 @@ from typing import Any
 import django
 from dotenv import dotenv_values
 
+from sendwell.conf import CLASSIC_SES_SETTINGS, CLASSIC_SMTP_SETTINGS
 from sendwell.exceptions import ConfigurationError
 from sendwell.options import Problem, SecretStr, SESOptions, smtp_problems
 
@@ -30,24 +31,11 @@ OUTBOX_BACKEND = "sendwell.backends.OutboxBackend"
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
-# How SESOptions fields are spelled in the environment, for error messages.
+# How SESOptions fields are spelled in the environment, for error messages: as the classic
+# settings, except the endpoint, which comes from boto3's own variables.
 _SES_VARIABLES = {
-    "region_name": "AWS_SES_REGION_NAME",
-    "access_key_id": "AWS_ACCESS_KEY_ID",
-    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
-    "session_token": "AWS_SESSION_TOKEN",
-    "configuration_set": "AWS_SES_CONFIGURATION_SET",
-    "use_ses_v2": "USE_SES_V2",
+    **CLASSIC_SES_SETTINGS,
     "endpoint_url": "AWS_ENDPOINT_URL_SESV2 / AWS_ENDPOINT_URL_SES / AWS_ENDPOINT_URL",
-    "connect_timeout": "AWS_SES_CONNECT_TIMEOUT",
-    "read_timeout": "AWS_SES_READ_TIMEOUT",
-}
-_SMTP_VARIABLES = {
-    "port": "EMAIL_PORT",
-    "use_tls": "EMAIL_USE_TLS",
-    "use_ssl": "EMAIL_USE_SSL",
-    "ssl_cafile": "EMAIL_SSL_CAFILE",
-    "timeout": "EMAIL_TIMEOUT",
 }
 _SECRET_VARIABLES = frozenset({"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "EMAIL_HOST_PASSWORD"})
 
@@ -253,7 +241,7 @@ def _smtp_options(reader: _Reader) -> dict[str, Any]:
             use_ssl=options["use_ssl"],
             ssl_cafile=options["ssl_cafile"],
             timeout=options["timeout"],
-            names=_SMTP_VARIABLES,
+            names=CLASSIC_SMTP_SETTINGS,
         )
     )
     return options
@@ -316,16 +304,6 @@ def _classic_settings(ses: SESOptions | None, smtp: dict[str, Any]) -> dict[str,
         result["EMAIL_SSL_CAFILE"] = smtp["ssl_cafile"]
     if ses is not None:
         result.update(
-            {
-                "AWS_SES_REGION_NAME": ses.region_name,
-                "AWS_ACCESS_KEY_ID": ses.access_key_id,
-                "AWS_SECRET_ACCESS_KEY": ses.secret_access_key,
-                "AWS_SESSION_TOKEN": ses.session_token,
-                "AWS_SES_CONFIGURATION_SET": ses.configuration_set,
-                "USE_SES_V2": ses.use_ses_v2,
-                "AWS_SES_ENDPOINT_URL": ses.endpoint_url,
-                "AWS_SES_CONNECT_TIMEOUT": ses.connect_timeout,
-                "AWS_SES_READ_TIMEOUT": ses.read_timeout,
-            }
+            {setting: getattr(ses, option) for option, setting in CLASSIC_SES_SETTINGS.items()}
         )
     return result

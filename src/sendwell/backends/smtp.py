@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.mail.backends.smtp import EmailBackend
 from django.utils.functional import cached_property
 
+from sendwell.conf import CLASSIC_SMTP_SETTINGS
 from sendwell.delivery import Route, SyncRecords, send_now
 from sendwell.exceptions import ConfigurationError, DeliveryError
 from sendwell.options import SecretStr, raise_for, smtp_problems
@@ -41,15 +42,6 @@ __all__ = ["SMTPBackend"]
 
 # RemovedInSendwellDjango52: Django 5.2 has no MAILERS; backends read the EMAIL_* settings.
 _HAS_MAILERS = django.VERSION >= (6, 1)
-
-# RemovedInDjango70Warning: the classic settings (alias None), for error messages.
-_SETTING_NAMES = {
-    "port": "EMAIL_PORT",
-    "use_tls": "EMAIL_USE_TLS",
-    "use_ssl": "EMAIL_USE_SSL",
-    "ssl_cafile": "EMAIL_SSL_CAFILE",
-    "timeout": "EMAIL_TIMEOUT",
-}
 
 
 class SMTPBackend(EmailBackend):
@@ -102,7 +94,7 @@ class SMTPBackend(EmailBackend):
             self.ssl_cafile = (
                 getattr(settings, "EMAIL_SSL_CAFILE", None) if ssl_cafile is None else ssl_cafile
             ) or None
-            where, names = "the EMAIL_* settings", _SETTING_NAMES
+            where, names = "the EMAIL_* settings", CLASSIC_SMTP_SETTINGS
         else:
             self.ssl_cafile = ssl_cafile or None
             where, names = f"MAILERS[{alias!r}]['OPTIONS']", {}
