@@ -8,6 +8,7 @@ recorded, and the rate limiter still bounds the pace.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +41,15 @@ def batch(count: int, *, sender: str = SENDER, bad: dict[int, str] | None = None
     ]
 
 
+@contextlib.contextmanager
+def sending_through(ses: FakeSES, width: int, **sendwell: Any) -> Iterator[None]:
+    """``ses`` as the default mailer, ``width`` SES calls in flight, and limits that never bind
+    unless ``sendwell`` sets them."""
+    settings = {**UNLIMITED, "SYNC_CONCURRENCY": width, **sendwell}
+    with mailer_settings(SES, **ses_options(ses)), override_settings(SENDWELL=settings):
+        yield
+
+
 def hold_until_in_flight(width: int) -> Any:
     """A fault plan that holds the first ``width`` send requests until all of them arrived."""
     barrier = threading.Barrier(width, timeout=BARRIER_TIMEOUT)
@@ -59,10 +69,7 @@ def sent_ids(messages: list[Any]) -> list[str | None]:
 def test_calls_overlap_up_to_sync_concurrency(fake_ses: FakeSES, width: int) -> None:
     fake_ses.fault_plan = hold_until_in_flight(width)
     messages = batch(12)
-    with (
-        mailer_settings(SES, **ses_options(fake_ses)),
-        override_settings(SENDWELL={**UNLIMITED, "SYNC_CONCURRENCY": width}),
-    ):
+    with sending_through(fake_ses, width):
         assert get_mailer().send_messages(messages) == 12
     assert fake_ses.max_in_flight == width
     # Every message got the id SES gave its own call, and is recorded as sent.
@@ -76,10 +83,7 @@ def test_calls_overlap_up_to_sync_concurrency(fake_ses: FakeSES, width: int) -> 
 
 def test_sync_concurrency_1_sends_one_call_after_another(fake_ses: FakeSES) -> None:
     messages = batch(6)
-    with (
-        mailer_settings(SES, **ses_options(fake_ses)),
-        override_settings(SENDWELL={**UNLIMITED, "SYNC_CONCURRENCY": 1}),
-    ):
+    with sending_through(fake_ses, 1):
         assert get_mailer().send_messages(messages) == 6
     assert fake_ses.max_in_flight == 1
     assert len(fake_ses.messages) == 6
@@ -93,8 +97,7 @@ def test_failure_stops_the_batch_after_the_calls_in_flight_are_recorded(
     fake_ses.fault_plan = hold_until_in_flight(4)
     messages = batch(10, bad={2: "nobody@unverified.test"})
     with (
-        mailer_settings(SES, **ses_options(fake_ses)),
-        override_settings(SENDWELL={**UNLIMITED, "SYNC_CONCURRENCY": 4}),
+        sending_through(fake_ses, 4),
         pytest.raises(PermanentDeliveryError, match="not verified") as excinfo,
     ):
         get_mailer().send_messages(messages)
@@ -121,10 +124,7 @@ def test_failure_stops_the_batch_after_the_calls_in_flight_are_recorded(
 
 def test_fail_silently_sends_everything_else(fake_ses: FakeSES) -> None:
     messages = batch(10, bad={2: "nobody@unverified.test", 7: "nobody@unverified.test"})
-    with (
-        mailer_settings(SES, **ses_options(fake_ses)),
-        override_settings(SENDWELL={**UNLIMITED, "SYNC_CONCURRENCY": 4}),
-    ):
+    with sending_through(fake_ses, 4):
         mailer = get_mailer()
         mailer.fail_silently = True
         assert mailer.send_messages(messages) == 8
@@ -140,8 +140,7 @@ def test_invalid_message_is_raised_after_the_calls_before_it(fake_ses: FakeSES) 
     messages = batch(8)
     messages[5].extra_headers["X-SES-MESSAGE-TAGS"] = "not a tag"
     with (
-        mailer_settings(SES, **ses_options(fake_ses)),
-        override_settings(SENDWELL={**UNLIMITED, "SYNC_CONCURRENCY": 4}),
+        sending_through(fake_ses, 4),
         pytest.raises(InvalidMessageError, match="not name=value"),
     ):
         get_mailer().send_messages(messages)
@@ -159,8 +158,7 @@ def test_an_earlier_failure_is_raised_before_a_later_invalid_message(fake_ses: F
     messages = batch(6, bad={1: "nobody@unverified.test"})
     messages[3].extra_headers["X-SES-MESSAGE-TAGS"] = "not a tag"
     with (
-        mailer_settings(SES, **ses_options(fake_ses)),
-        override_settings(SENDWELL={**UNLIMITED, "SYNC_CONCURRENCY": 4}),
+        sending_through(fake_ses, 4),
         pytest.raises(DeliveryError, match="not verified"),
     ):
         get_mailer().send_messages(messages)
@@ -177,13 +175,7 @@ def test_overlapping_calls_never_exceed_the_account_rate() -> None:
         verified_identities={"example.com"}, max_send_rate=20, enforce_rate=True, latency=0.05
     ) as ses:
         messages = batch(45)
-        settings = {
-            "MAX_SEND_RATE": 20,
-            "MAX_24_HOUR_SEND": 10_000,
-            "SYNC_MAX_WAIT": 5.0,
-            "SYNC_CONCURRENCY": 4,
-        }
-        with mailer_settings(SES, **ses_options(ses)), override_settings(SENDWELL=settings):
+        with sending_through(ses, 4, MAX_SEND_RATE=20, MAX_24_HOUR_SEND=10_000, SYNC_MAX_WAIT=5.0):
             assert get_mailer().send_messages(messages) == 45
         assert ses.refused == {}
         assert ses.max_in_flight > 1

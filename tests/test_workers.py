@@ -713,6 +713,23 @@ def test_batch_slower_than_the_lease_is_not_sent_twice(
 # --- f. a synchronous send inside the application's transaction (PostgreSQL) --------------------
 
 
+def send_in_transaction(
+    processes: Processes, postgres_url: str, ses: FakeSES, release: Path, *flags: str
+) -> tuple[Deployment, subprocess.Popen[bytes]]:
+    """Migrate a PostgreSQL outbox, then start tests/worker_project/send_in_transaction.py: it
+    sends one message through ``ses`` inside a transaction held open until ``release`` exists."""
+    deployment = Deployment(
+        processes,
+        database_url=postgres_url,
+        ses_endpoint=ses.endpoint_url,
+        sendwell={"MAX_SEND_RATE": 100, "MAX_24_HOUR_SEND": 1000},
+    )
+    deployment.manage("migrate", "-v0")
+    command = [sys.executable, "-m", "tests.worker_project.send_in_transaction"]
+    command += ["--subject", "in-transaction", "--release", str(release), *flags]
+    return deployment, processes.start("send-in-transaction", command, deployment.env)
+
+
 @pytest.mark.parametrize("rollback", [False, True], ids=["commit", "rollback"])
 def test_sync_send_in_a_transaction_locks_nothing_shared_and_stays_recorded(
     processes: Processes, postgres_url: str, tmp_path: Path, rollback: bool
@@ -722,20 +739,10 @@ def test_sync_send_in_a_transaction_locks_nothing_shared_and_stays_recorded(
     wait), and the record of the sent email must survive a rollback (SES cannot unsend it)."""
     import psycopg  # noqa: PLC0415
 
-    subject = "in-transaction"
+    release = tmp_path / "release"
     with FakeSES(verified_identities={"example.com"}) as ses:
-        deployment = Deployment(
-            processes,
-            database_url=postgres_url,
-            ses_endpoint=ses.endpoint_url,
-            sendwell={"MAX_SEND_RATE": 100, "MAX_24_HOUR_SEND": 1000},
-        )
-        deployment.manage("migrate", "-v0")
-        release = tmp_path / "release"
-        command = [sys.executable, "-m", "tests.worker_project.send_in_transaction"]
-        command += ["--subject", subject, "--release", str(release)]
-        process = processes.start(
-            "send-in-transaction", command + (["--rollback"] if rollback else []), deployment.env
+        deployment, process = send_in_transaction(
+            processes, postgres_url, ses, release, *(["--rollback"] if rollback else [])
         )
         # Sent and recorded while the application's transaction is still open: the record is
         # visible from outside it.
@@ -770,18 +777,11 @@ def test_sync_send_in_a_test_case_transaction_keeps_its_books_there(
 ) -> None:
     """Under Django's TestCase the test's own transaction holds the books, so that they are
     rolled back with the test like every other row it wrote."""
+    release = tmp_path / "release"
     with FakeSES(verified_identities={"example.com"}) as ses:
-        deployment = Deployment(
-            processes,
-            database_url=postgres_url,
-            ses_endpoint=ses.endpoint_url,
-            sendwell={"MAX_SEND_RATE": 100, "MAX_24_HOUR_SEND": 1000},
+        deployment, process = send_in_transaction(
+            processes, postgres_url, ses, release, "--as-testcase", "--rollback"
         )
-        deployment.manage("migrate", "-v0")
-        release = tmp_path / "release"
-        command = [sys.executable, "-m", "tests.worker_project.send_in_transaction"]
-        command += ["--subject", "in-test", "--release", str(release), "--as-testcase"]
-        process = processes.start("send-in-test-case", [*command, "--rollback"], deployment.env)
         # "sent" is printed once send_messages() has returned, its records written.
         deployment.wait_until("the send", lambda: "sent " in processes.logs(), 60)
         assert len(ses.messages) == 1
