@@ -135,17 +135,27 @@ class FakeSESProcess:
         rate: float,
         quota: int,
         latency: float,
-        enforce_rate: bool,
+        enforce_rate: bool | str,
+        get_account: str = "ok",
+        get_send_quota: str = "ok",
     ) -> None:
+        # enforce_rate: False, True or "rolling" (--enforce-rate), "ses" (--enforce-ses);
+        # get_account/get_send_quota: "ok", "denied", "missing" or "error" (see FakeSES).
         command = [
             PYTHON, "-m", "sendwell.testing.fake_ses",
             "--port", "0",
             "--rate", str(rate),
             "--quota", str(quota),
             "--latency", str(latency),
+            "--get-account", get_account,
+            "--get-send-quota", get_send_quota,
         ]  # fmt: skip
-        if enforce_rate:
+        if enforce_rate == "ses":
+            command.append("--enforce-ses")
+        elif enforce_rate is True or enforce_rate == "rolling":
             command.append("--enforce-rate")
+        elif enforce_rate is not False:
+            raise ValueError(f"unknown enforce_rate {enforce_rate!r}")
         self.process = processes.start(command, isolated_environ())
         assert self.process.stdout is not None
         line = self.process.stdout.readline().decode().strip()

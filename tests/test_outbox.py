@@ -391,15 +391,37 @@ def test_sync_backend_records_every_message(fake_ses: FakeSES) -> None:
     assert Attempt.objects.get().outcome == AttemptOutcome.SENT
 
 
-def test_sync_backend_never_waits_for_the_rate_limiter(fake_ses: FakeSES) -> None:
-    settings = {"MAX_SEND_RATE": 1, "MAX_24_HOUR_SEND": 100, "RATE_FRACTION": 1.0}
+def test_sync_backend_waits_for_its_slot_like_any_django_backend(fake_ses: FakeSES) -> None:
+    """send_mail() blocks until its slot (here 0.25 s after the first send) instead of raising."""
+    settings = {"MAX_SEND_RATE": 4, "MAX_24_HOUR_SEND": 100, "RATE_FRACTION": 1.0}
     with mailer_settings(SES, **ses_options(fake_ses)), override_settings(SENDWELL=settings):
         assert EmailMessage("1", "B", SENDER, ["a@example.net"]).send() == 1
+        assert EmailMessage("2", "B", SENDER, ["a@example.net"]).send() == 1
+    first, second = fake_ses.messages
+    assert second.received_at - first.received_at >= 0.25 - 0.01  # paced, not refused
+    assert Message.objects.get(subject="2").status == MessageStatus.SENT
+
+
+def test_sync_backend_raises_throttled_past_sync_max_wait(fake_ses: FakeSES) -> None:
+    settings = {"MAX_SEND_RATE": 1, "MAX_24_HOUR_SEND": 100, "RATE_FRACTION": 1.0}
+    with (
+        mailer_settings(SES, **ses_options(fake_ses)),
+        override_settings(SENDWELL={**settings, "SYNC_MAX_WAIT": 0.2}),
+    ):
+        # 3 recipients go at once (SES's accounting), and put the account 3 s in debt.
+        assert (
+            EmailMessage(
+                "1", "B", SENDER, ["a@example.net", "b@example.net", "c@example.net"]
+            ).send()
+            == 1
+        )
         started = time.monotonic()
         with pytest.raises(ThrottledError) as excinfo:
             EmailMessage("2", "B", SENDER, ["a@example.net"]).send()
-        assert time.monotonic() - started < 0.5  # refused, not slept
+        assert time.monotonic() - started < 2.0  # refused once the slot is past the budget
     assert excinfo.value.retryable
+    assert "SYNC_MAX_WAIT (0.2 s)" in str(excinfo.value)
+    assert "EMAIL_QUEUE=True" in str(excinfo.value)
     assert len(fake_ses.messages) == 1
     assert Message.objects.get(subject="2").status == MessageStatus.FAILED
 

@@ -183,7 +183,7 @@ def test_settings_override_ses() -> None:
         assert quota.current_limits(options_for(fake)).rate == 5
 
 
-def test_unreadable_quota_falls_back_to_the_sandbox_and_says_why() -> None:
+def test_unreachable_limits_are_unknown_not_the_sandbox_and_say_why() -> None:
     options = SESOptions(
         region_name="us-east-1",
         access_key_id="testing",
@@ -194,7 +194,8 @@ def test_unreadable_quota_falls_back_to_the_sandbox_and_says_why() -> None:
     )
     with override_settings(SENDWELL={"RATE_FRACTION": 1.0}):
         limits = quota.current_limits(options)
-    assert (limits.rate, limits.daily) == (1.0, 200.0)
+    assert (limits.rate, limits.daily) == (None, None)
+    assert (limits.rate_source, limits.daily_source) == ("unknown", "unknown")
     assert "Could not connect" in AccountQuota.objects.get().error
 
 
@@ -210,18 +211,23 @@ def test_stale_limits_are_refreshed() -> None:
         assert quota.current_limits(options).rate == 50
 
 
-def test_a_call_of_several_recipients_waits_for_its_own_slots(limiter: RateLimiter) -> None:
-    """At 5/s, four single sends then a 2-recipient call: never 6 in one second."""
-    limits = Limits(rate=5.0, daily=1000.0)
-    starts = []
-    sizes = [1, 1, 1, 1, 2, 1]
-    for size in sizes:
-        reservation = limiter.reserve(size, limits, max_wait=100)
-        assert reservation.start is not None
-        starts.append(reservation.start)
-    for index, start in enumerate(starts):
-        in_window = sum(n for s, n in zip(starts, sizes, strict=True) if start <= s < start + 1)
-        assert in_window <= 5, (index, starts)
+def test_a_call_goes_at_once_and_later_calls_wait_out_its_debt(limiter: RateLimiter) -> None:
+    """SES's accounting: a 60-recipient call at 14/s goes as soon as there is budget for one
+    recipient, then spends 60: the next call waits 60/14 s."""
+    limits = Limits(rate=14.0, daily=None)
+    single = limiter.reserve(1, limits, max_wait=100)
+    big = limiter.reserve(60, limits, max_wait=100)
+    after = limiter.reserve(1, limits, max_wait=100)
+    assert single.start is not None
+    assert big.start is not None
+    assert after.start is not None
+    assert round(big.start - single.start, 3) == round(1 / 14, 3)  # not 60 slots later
+    assert round(after.start - big.start, 3) == round(60 / 14, 3)
+
+
+def test_no_daily_cap_when_the_quota_is_unlimited_or_unknown(limiter: RateLimiter) -> None:
+    limits = Limits(rate=100_000.0, daily=None)
+    assert all(limiter.reserve(50, limits, max_wait=10).allowed for _ in range(40))
 
 
 def test_high_rates_take_the_shared_schedule_in_blocks() -> None:

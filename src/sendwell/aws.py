@@ -50,7 +50,10 @@ def _create_client(options: SESOptions) -> Any:
         region_name=options.region_name,
     )
     config = Config(
-        retries={"mode": "standard", "total_max_attempts": options.max_attempts},
+        # One attempt per call: sendwell retries itself (sendwell.delivery), so that the pacer
+        # hears of every throttle, and a timed-out send (SES may have accepted it) is never
+        # repeated blindly.
+        retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=options.connect_timeout,
         read_timeout=options.read_timeout,
         # Several threads (a threaded worker, gunicorn threads) share this client.

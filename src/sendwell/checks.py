@@ -212,3 +212,36 @@ def _sender_problems() -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+@checks.register(checks.Tags.database)
+def check_account_limits(
+    app_configs: Sequence[AppConfig] | None = None, databases: Sequence[str] | None = None, **_: Any
+) -> list[checks.CheckMessage]:
+    """Accounts whose limits SES would not tell (as last stored by a sender or worker).
+
+    A database check: Django runs it with ``check --database default`` and before ``migrate``,
+    never on every command, and it reads only what sending already stored (no AWS call).
+    """
+    if not databases:
+        return []
+    from django.db import DatabaseError  # noqa: PLC0415
+
+    from sendwell.models import AccountQuota  # noqa: PLC0415 - models load after the checks
+
+    try:
+        rows = list(AccountQuota.objects.filter(max_send_rate__isnull=True).order_by("name"))
+    except DatabaseError:  # not migrated yet: nothing stored to look at
+        return []
+    return [
+        checks.Warning(
+            f"SES account {row.name}: its sending limits could not be read ({row.error}); "
+            "sendwell learns the send rate from SES's answers and keeps no 24-hour cap",
+            hint="Allow ses:GetAccount (SES v2) or ses:GetSendQuota (v1) in the IAM policy of "
+            "the credentials sendwell uses, or set SENDWELL['MAX_SEND_RATE'] and "
+            "SENDWELL['MAX_24_HOUR_SEND'] to the account's limits.",
+            id="sendwell.W003",
+        )
+        for row in rows
+        if conf.setting("MAX_SEND_RATE") is None
+    ]

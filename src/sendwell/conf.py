@@ -73,14 +73,12 @@ def configured_backends() -> Iterator[tuple[str, str, dict[str, Any]]]:
 
 # sendwell's own settings: ``SENDWELL = {...}`` in settings, each with its default here.
 DEFAULTS: dict[str, Any] = {
-    # Account limits. None: read them from SES (GetAccount / GetSendQuota) and refresh them.
-    # Set them for accounts whose credentials may not call those, or to send slower on purpose.
+    # Account limits. None: read them from SES (GetAccount / GetSendQuota) and refresh them;
+    # when SES cannot be asked, the rate is learned from SES's answers and no 24-hour cap is
+    # kept (SES's own "Daily message quota exceeded" defers). Set them to send slower on purpose.
     "MAX_SEND_RATE": None,  # recipients per second
     "MAX_24_HOUR_SEND": None,  # recipients per rolling 24 hours
     "QUOTA_REFRESH_SECONDS": 300,
-    # Limits used when SES cannot be asked and nothing is set: the SES sandbox's.
-    "FALLBACK_SEND_RATE": 1.0,
-    "FALLBACK_24_HOUR_SEND": 200,
     # Send at this fraction of the account's rate, so that jitter in when sends reach SES never
     # makes SES see one second over its limit. Sends start evenly spaced at fraction x rate; one
     # second then holds at most the rate while they arrive within (1/fraction - 1) s of their
@@ -91,9 +89,10 @@ DEFAULTS: dict[str, Any] = {
     # "database" (default, no extra service) or "redis" (REDIS_URL) for the shared limiter.
     "RATE_LIMITER": "database",
     "REDIS_URL": None,
-    # The synchronous backends never wait for the rate limiter longer than this (seconds);
-    # past it they raise ThrottledError (retryable). 0 = never sleep in a web request.
-    "SYNC_MAX_WAIT": 0.0,
+    # How long one synchronous send_mail() may wait in all (seconds): for its send slot, and for
+    # SES to stop throttling it. Past it ThrottledError (retryable) is raised. 10 s lets a loop
+    # of sends through on a 1/s sandbox account; requests that must never wait use the outbox.
+    "SYNC_MAX_WAIT": 10.0,
     # SES calls one synchronous send_messages() keeps in flight: the next message is rendered
     # and given its slot while earlier calls wait for SES. 1 = one after another.
     "SYNC_CONCURRENCY": 4,

@@ -11,28 +11,28 @@ are still pending.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import random
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from botocore.exceptions import BotoCoreError
 from django.core.mail import EmailMessage
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sendwell import aws, conf, quota
+from sendwell import conf, quota
 from sendwell.db import bookkeeping_alias
 from sendwell.exceptions import (
     DeliveryError,
     Disposition,
     ThrottledError,
+    TransientDeliveryError,
     TransportTimeoutError,
 )
 from sendwell.mime import PreparedMessage, prepare
@@ -47,7 +47,8 @@ from sendwell.models import (
     RecipientStatus,
     Transport,
 )
-from sendwell.ratelimit import Limits, RateLimiter, Reservation, limiter_for
+from sendwell.pacing import Pacer, Slot, pacer_for
+from sendwell.ratelimit import Reservation
 from sendwell.transports.base import AcceptedCall
 from sendwell.transports.base import Transport as TransportProtocol
 from sendwell.transports.ses import SESTransport
@@ -236,13 +237,7 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
         _finish_sent(message)
         return Outcome(MessageStatus.SENT, accepted)
     transport = _choose_transport(message, route)
-    limiter = (
-        limiter_for(quota.bucket_name(route.ses.options))
-        if transport is route.ses and route.ses is not None
-        else None
-    )
-    if limiter is not None and route.ses is not None:
-        _build_client_before_the_slot(route.ses)
+    pacer = pacer_for(route.ses.options) if transport is route.ses and route.ses else None
     size = transport.max_recipients
     for start in range(0, len(pending), size):
         chunk = pending[start : start + size]
@@ -256,12 +251,11 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
             )
             return Outcome(CLAIM_LOST, accepted)
         prepared = prepared_from(message, tuple(address for _, address in chunk))
-        reservation: Reservation | None = None
-        if limiter is not None and route.ses is not None:
-            limits = quota.current_limits(route.ses.options)
-            reservation = wait_for_slot(limiter, limits, len(chunk), max_wait=max_wait)
-            if not reservation.allowed:
-                return _throttled(message, reservation, accepted, transport.name, worker)
+        slot: Slot | None = None
+        if pacer is not None:
+            slot = pacer.acquire(len(chunk), max_wait=max_wait)
+            if not slot.allowed:
+                return _throttled(message, slot.reservation, accepted, transport.name, worker)
         started = timezone.now()
         try:
             calls = transport.send(prepared)
@@ -276,9 +270,9 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
                     started=started,
                     worker=worker,
                 )
-            if limiter is not None and reservation is not None and _certainly_refused(error):
-                not_sent = len(chunk) - sum(len(call.recipients) for call in calls)
-                limiter.refund(not_sent, reservation)
+            if pacer is not None and slot is not None:
+                sent = sum(len(call.recipients) for call in calls)
+                pacer.outcome(slot, sent=sent, error=error)
             return _failed_attempt(
                 message,
                 route=route,
@@ -288,6 +282,8 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
                 worker=worker,
                 accepted=accepted,
             )
+        if pacer is not None and slot is not None:
+            pacer.outcome(slot, sent=len(chunk))
         _record_chunk(
             message,
             chunk=chunk,
@@ -303,44 +299,8 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
     return Outcome(MessageStatus.SENT, accepted)
 
 
-# How late after its slot a send may still start. Later than that, it would reach SES bunched
-# with the sends of the next slots (a thread woken late on a busy machine, a slow lock): it
-# takes a new slot instead, so that no second ever holds more than the rate.
-LATE_SLOT_TOLERANCE = 0.02
-# Waits for a slot this short are taken even by the synchronous path (SYNC_MAX_WAIT = 0).
-SYNC_WAIT_TOLERANCE = 0.005
-# The pause before a message SES throttled goes back to the limiter (seconds, jittered).
+# The pause before a message SES throttled goes back to the pacer (seconds, jittered).
 THROTTLE_PAUSE = 1.0
-_SLOT_TRIES = 5
-
-
-def _build_client_before_the_slot(ses: SESTransport) -> None:
-    """A process builds its boto3 client on first use, which takes 0.05-0.3 s: build it before
-    the limiter hands out a slot, not between the slot and the send, which would then reach SES
-    late, bunched with the next slots into one second. A client that cannot be built fails again
-    in send(), which reports why."""
-    with contextlib.suppress(BotoCoreError):
-        aws.ses_client(ses.options)
-
-
-def wait_for_slot(
-    limiter: RateLimiter, limits: Limits, recipients: int, *, max_wait: float
-) -> Reservation:
-    """Reserve a slot for ``recipients`` and sleep until it; re-reserve if we woke too late."""
-    for _ in range(_SLOT_TRIES):
-        reservation = limiter.reserve(recipients, limits, max_wait=max_wait)
-        if not reservation.allowed:
-            return reservation
-        # Lateness is measured on this process's clock: the Redis limiter's slot times are
-        # Redis's.
-        slot = time.monotonic() + reservation.wait
-        if reservation.wait > 0:
-            time.sleep(reservation.wait)
-        if time.monotonic() - slot <= LATE_SLOT_TOLERANCE:
-            return reservation
-        # The slot is spent (the schedule has moved on); its quota count is given back.
-        limiter.refund(recipients, reservation)
-    return reservation
 
 
 def _choose_transport(message: Message, route: Route) -> TransportProtocol:
@@ -355,11 +315,6 @@ def _choose_transport(message: Message, route: Route) -> TransportProtocol:
     if state is not None and state.is_open():
         return route.smtp
     return route.ses
-
-
-def _certainly_refused(error: DeliveryError) -> bool:
-    # A timeout may hide an accepted message: its quota stays counted.
-    return not isinstance(error, TransportTimeoutError)
 
 
 def _record_chunk(
@@ -563,8 +518,9 @@ def send_now(
 ) -> list[AcceptedCall] | None:
     """Deliver ``email`` now, in the caller's thread, and record it; raise its DeliveryError.
 
-    Never waits for the rate limiter longer than ``SYNC_MAX_WAIT`` (0: never sleeps in a web
-    request): past it the message is recorded as failed and ThrottledError (retryable) raised.
+    Blocks like any Django backend until SES accepts the message or fails for good: it waits for
+    its send slot and retries SES's throttling itself, for at most ``SYNC_MAX_WAIT`` seconds in
+    all; past that the message is recorded as failed and ThrottledError (retryable) raised.
 
     The record is written after the send, into ``records`` (which the caller flushes, once per
     batch), or at once without it: a synchronous send costs a few queries, not a dozen. A crash
@@ -581,7 +537,7 @@ def send_now(
     if send is None:
         return None
     try:
-        calls = send.transport.send(send.prepared)
+        calls = send.complete(send.first_call)
     except DeliveryError as error:
         send.failed(error, records)
         raise
@@ -589,12 +545,19 @@ def send_now(
     return calls
 
 
+# Waits this short are taken even when SYNC_MAX_WAIT is 0: concurrent requests at a high rate
+# get slots a fraction of a millisecond apart, and refusing those would be absurd.
+SYNC_WAIT_TOLERANCE = 0.005
+# The first pause before a synchronous send retries SES's throttling; it doubles per retry.
+SYNC_THROTTLE_PAUSE = 0.05
+
+
 @dataclasses.dataclass
 class SyncSend:
-    """A synchronous send between its slot and SES's answer.
+    """A synchronous send between its first slot and SES's last answer.
 
-    :func:`begin_send` and the ``succeeded``/``failed`` methods run in the caller's thread (they
-    use the database); only ``transport.send(prepared)`` in between may run in another thread,
+    :func:`begin_send`, :meth:`complete` and the ``succeeded``/``failed`` methods run in the
+    caller's thread (they use the database); only :meth:`first_call` may run in another thread,
     which is how a backend keeps several SES calls in flight (SESBackend.send_messages).
     """
 
@@ -602,12 +565,79 @@ class SyncSend:
     prepared: PreparedMessage
     transport: TransportProtocol
     started: datetime
-    # The rate limiter and the reservation taken from it (SES only).
-    slot: tuple[RateLimiter, Reservation] | None = None
+    # SES only: the account's pacer, the slot of the first call, the database connection the
+    # pacer keeps its books on, and when the time allowed for waiting runs out (monotonic).
+    pacer: Pacer | None = None
+    slot: Slot | None = None
+    using: str = ""
+    deadline: float = 0.0
 
     @property
     def addresses(self) -> list[str]:
         return list(self.prepared.recipients)
+
+    def _part(self, recipients: Sequence[str]) -> PreparedMessage:
+        return dataclasses.replace(self.prepared, recipients=tuple(recipients))
+
+    def first_call(self) -> list[AcceptedCall]:
+        """The first SES call (SMTP: the whole message); may run in any thread."""
+        if self.pacer is None:
+            return self.transport.send(self.prepared)
+        return self.transport.send(self._part(self.addresses[: self.transport.max_recipients]))
+
+    def complete(self, first: Callable[[], list[AcceptedCall]]) -> list[AcceptedCall]:
+        """Take the first call's outcome (``first()`` returns or raises it), then send the rest.
+
+        SES: each further call of up to 50 recipients gets its own slot. A throttled call is
+        retried with a fresh slot (after a short, doubling pause) while the deadline allows; a
+        5xx or connection error up to the ``max_attempts`` option in all; a timeout never (SES
+        may have accepted it). botocore retries nothing itself (see sendwell.aws): the pacer
+        must hear of every throttle to learn the rate.
+        Raises the last error, with every call that succeeded in its ``accepted``.
+        """
+        if self.pacer is None or self.slot is None:
+            return first()
+        pacer, slot = self.pacer, self.slot
+        accepted: list[AcceptedCall] = []
+        pending = self.addresses
+        attempt, pause = first, SYNC_THROTTLE_PAUSE
+        failures_left = max(1, self.pacer.options.max_attempts) - 1
+        while True:
+            try:
+                calls = attempt()
+                error: DeliveryError | None = None
+            except DeliveryError as failure:
+                calls, error = list(failure.accepted), failure
+            sent = {address.lower() for call in calls for address in call.recipients}
+            pacer.outcome(slot, sent=len(sent), error=error, using=self.using)
+            accepted.extend(calls)
+            pending = [address for address in pending if address.lower() not in sent]
+            if error is not None:
+                error.accepted = list(accepted)
+                left = self.deadline - time.monotonic()
+                if isinstance(error, ThrottledError):
+                    # The pacer has been told (and slows down if it is learning the rate).
+                    if left <= pause:
+                        raise error
+                elif (
+                    failures_left <= 0
+                    or not isinstance(error, TransientDeliveryError)
+                    or isinstance(error, TransportTimeoutError)
+                ):
+                    raise error
+                else:
+                    failures_left -= 1
+                # The same call again in a moment, through the pacer.
+                time.sleep(pause * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+                pause *= 2
+            elif not pending:
+                return accepted
+            part = pending[: self.transport.max_recipients]
+            left = max(0.0, self.deadline - time.monotonic())
+            slot = pacer.acquire(len(part), max_wait=left, using=self.using)
+            if not slot.allowed:
+                raise _no_slot(slot.reservation, self.transport.name, accepted=accepted)
+            attempt = functools.partial(self.transport.send, self._part(part))
 
     def succeeded(self, calls: list[AcceptedCall], records: SyncRecords) -> None:
         records.add(
@@ -620,15 +650,10 @@ class SyncSend:
         )
 
     def failed(self, error: DeliveryError, records: SyncRecords) -> None:
-        """Record ``error`` (the caller raises it) and give back the quota SES did not use."""
-        addresses = self.addresses
-        if self.slot is not None and _certainly_refused(error):
-            limiter, reservation = self.slot
-            sent = sum(len(call.recipients) for call in error.accepted)
-            limiter.refund(len(addresses) - sent, reservation)
+        """Record ``error`` (the caller raises it)."""
         records.add(
             self.message,
-            addresses,
+            self.addresses,
             calls=list(error.accepted),
             error=error,
             transport_name=self.transport.name,
@@ -636,13 +661,35 @@ class SyncSend:
         )
 
 
+def _no_slot(
+    reservation: Reservation, transport: str, *, accepted: Sequence[AcceptedCall] = ()
+) -> ThrottledError:
+    max_wait = float(conf.setting("SYNC_MAX_WAIT"))
+    quota_reached = reservation.reason == "quota"
+    error = ThrottledError(
+        "sendwell: "
+        + (
+            "the account's 24-hour sending quota is reached"
+            if quota_reached
+            else f"no send slot within SYNC_MAX_WAIT ({max_wait:g} s)"
+        ),
+        remedy="send through the outbox (EMAIL_QUEUE=True), which waits for room"
+        + ("" if quota_reached else ", or raise SENDWELL['SYNC_MAX_WAIT']")
+        + "; retrying later also works",
+        code=f"sendwell.{reservation.reason}",
+        transport=transport,
+    )
+    error.accepted = list(accepted)
+    return error
+
+
 def begin_send(
     email: EmailMessage, route: Route, *, mailer: str, records: SyncRecords
 ) -> SyncSend | None:
-    """Render ``email`` and take its send slot (None: nobody to send to).
+    """Render ``email`` and take its first send slot (None: nobody to send to).
 
-    Raises ThrottledError, recorded in ``records``, when no slot is free within
-    ``SYNC_MAX_WAIT``, and the message's own errors (addresses, headers, size) unrecorded.
+    Waits for the slot up to ``SYNC_MAX_WAIT``; raises ThrottledError, recorded in ``records``,
+    when none comes in time, and the message's own errors (addresses, headers, size) unrecorded.
     """
     record = build_record(email, route, mailer=mailer)
     if record is None:
@@ -651,32 +698,24 @@ def begin_send(
     if route.ses is None:
         assert route.smtp is not None
         return SyncSend(message, prepared, route.smtp, timezone.now())
-    _build_client_before_the_slot(route.ses)
-    send = SyncSend(message, prepared, route.ses, timezone.now())
+    max_wait = float(conf.setting("SYNC_MAX_WAIT"))
     # Inside the caller's transaction (on PostgreSQL), the limiter's rows are locked and
     # committed on sendwell's own connection: see sendwell.db.
     using = bookkeeping_alias()
-    limiter = limiter_for(quota.bucket_name(route.ses.options), using)
-    limits = quota.current_limits(route.ses.options, using)
-    max_wait = float(conf.setting("SYNC_MAX_WAIT"))
-    # A few milliseconds are not "sleeping in a request": concurrent requests at a high rate
-    # get slots a fraction of a millisecond apart, and refusing those would be absurd.
-    reservation = wait_for_slot(
-        limiter, limits, len(prepared.recipients), max_wait=max_wait + SYNC_WAIT_TOLERANCE
+    send = SyncSend(
+        message,
+        prepared,
+        route.ses,
+        timezone.now(),
+        pacer=pacer_for(route.ses.options),
+        using=using,
+        deadline=time.monotonic() + max_wait + SYNC_WAIT_TOLERANCE,
     )
-    if not reservation.allowed:
-        error = ThrottledError(
-            "sendwell: "
-            + (
-                "the account's 24-hour sending quota is reached"
-                if reservation.reason == "quota"
-                else f"no send slot within SYNC_MAX_WAIT ({max_wait:g} s)"
-            ),
-            remedy="send through the outbox (EMAIL_QUEUE=True), which waits for room, or "
-            "raise SENDWELL['SYNC_MAX_WAIT']; retrying later also works",
-            code=f"sendwell.{reservation.reason}",
-            transport=send.transport.name,
-        )
+    assert send.pacer is not None
+    first = min(len(prepared.recipients), route.ses.max_recipients)
+    slot = send.pacer.acquire(first, max_wait=max_wait + SYNC_WAIT_TOLERANCE, using=using)
+    if not slot.allowed:
+        error = _no_slot(slot.reservation, send.transport.name)
         records.add(
             message,
             send.addresses,
@@ -687,7 +726,7 @@ def begin_send(
             attempted=False,
         )
         raise error
-    send.slot = (limiter, reservation)
+    send.slot = slot
     return send
 
 

@@ -159,13 +159,17 @@ class Attempt(models.Model):
 class RateBucket(models.Model):
     """The shared send schedule: the earliest time the next recipient may be sent.
 
-    Updated with compare-and-swap on ``version``, so it works the same on SQLite and PostgreSQL
-    and across any number of worker processes.
+    ``next_free`` moves with one atomic UPDATE per reservation. ``learned`` is the send rate
+    learned from SES's answers when the account's limits cannot be read
+    (:class:`sendwell.ratecontrol.RateState` as JSON), changed by compare-and-swap on
+    ``learned_version``: it outlives restarts, and every worker of the account shares it.
     """
 
     name = models.CharField(max_length=100, primary_key=True)
     next_free = models.FloatField(default=0.0)  # a Unix timestamp
     version = models.BigIntegerField(default=0)
+    learned = models.TextField(blank=True, default="")
+    learned_version = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
         return self.name
@@ -188,18 +192,24 @@ class SendCounter(models.Model):
 
 
 class AccountQuota(models.Model):
-    """The SES account's limits as last read from SES (GetAccount / GetSendQuota)."""
+    """The SES account's limits as last read from SES (GetAccount / GetSendQuota).
+
+    SES's numbers as given (``max_24_hour_send`` -1: unlimited); both NULL when they could not be
+    read, with the cause in ``error``.
+    """
 
     name = models.CharField(max_length=100, primary_key=True)
-    max_send_rate = models.FloatField()
-    max_24_hour_send = models.FloatField()
+    max_send_rate = models.FloatField(null=True, blank=True)
+    max_24_hour_send = models.FloatField(null=True, blank=True)
     sent_last_24_hours = models.FloatField(default=0)
     production_access = models.BooleanField(null=True)
     fetched_at = models.DateTimeField()
     error = models.TextField(blank=True)
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.max_send_rate}/s, {self.max_24_hour_send}/24h"
+        if self.max_send_rate is None:
+            return f"{self.name}: unknown ({self.error})"
+        return f"{self.name}: {self.max_send_rate:g}/s, {self.max_24_hour_send:g}/24h"
 
 
 class CircuitState(models.Model):

@@ -73,7 +73,8 @@ class SESOptions:
     configuration_set: str | None = None
     use_ses_v2: bool = True
     endpoint_url: str | None = None
-    # botocore's own retries for the synchronous backend; the outbox does its own retrying.
+    # Attempts per call of the synchronous backend for 5xx and connection errors (throttling is
+    # retried within SYNC_MAX_WAIT, timeouts never); the outbox does its own retrying.
     max_attempts: int = 3
     connect_timeout: float = 5.0
     read_timeout: float = 30.0

@@ -1,11 +1,17 @@
-"""The SES account's sending limits: read from SES, stored for every worker, refreshed periodically.
+"""The SES account's sending limits as SES reports them, stored for every worker, refreshed.
 
-``GetAccount`` (v2) or ``GetSendQuota`` (v1) gives the maximum send rate and the 24-hour quota.
-One process refreshes the stored row when it is older than ``QUOTA_REFRESH_SECONDS``; the others
-read it, and each process keeps what it read for a few seconds so that a send costs no query here.
-Settings override both numbers (for credentials without ``ses:GetAccount``, or to send slower);
-when SES cannot be asked and nothing is set, the sandbox's limits apply (1/s, 200 per 24 h) and
-the stored row says why.
+``GetAccount`` (v2) or ``GetSendQuota`` (v1) gives the maximum send rate and the 24-hour quota;
+when the configured API cannot be asked (denied, not implemented by the endpoint), the other one
+is tried. One process refreshes the stored row when it is older than ``QUOTA_REFRESH_SECONDS``;
+the others read it, and each process keeps what it read for a few seconds so that a send costs no
+query here. Settings override both numbers.
+
+What SES's numbers mean: ``Max24HourSend`` of -1 is an unlimited 24-hour quota. The sandbox is
+whatever SES reports for it (1/s, 200 per 24 h); it is never assumed. Limits that cannot be read
+(the guide's least-privilege IAM policy allows only ``ses:SendEmail`` and ``ses:SendRawEmail``)
+are *unknown*: no 24-hour cap is invented (SES's own "Daily message quota exceeded" defers the
+outbox) and the send rate is learned from SES's answers (:mod:`sendwell.ratecontrol`). That is
+said once per process and cause, in one line.
 """
 
 from __future__ import annotations
@@ -17,32 +23,61 @@ import logging
 import threading
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from botocore import exceptions as botocore_exceptions
+from botocore.parsers import ResponseParserError
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from sendwell import aws, conf
 from sendwell.models import AccountQuota
 from sendwell.options import SESOptions
-from sendwell.ratelimit import Limits
 from sendwell.transports.ses import translate_ses_error
 
 logger = logging.getLogger("sendwell.quota")
 
 _LOCAL_CACHE_SECONDS = 5.0
-_cache: dict[tuple[Any, ...], tuple[float, Limits]] = {}
+_cache: dict[tuple[Any, ...], tuple[float, KnownLimits]] = {}
 _cache_lock = threading.Lock()
 _refresh_lock = threading.Lock()
+_said: set[tuple[str, str]] = set()  # (account, cause) already logged by this process
+
+RateSource = Literal["ses", "settings", "unknown"]
+DailySource = Literal["ses", "settings", "unlimited", "unknown"]
+_OPERATIONS = {2: ("GetAccount", "ses:GetAccount"), 1: ("GetSendQuota", "ses:GetSendQuota")}
 
 
 @dataclasses.dataclass(frozen=True)
 class AccountLimits:
+    """The limits as one GetAccount / GetSendQuota answer gave them (SES's numbers as given)."""
+
     max_send_rate: float
-    max_24_hour_send: float
+    max_24_hour_send: float  # -1: unlimited
     sent_last_24_hours: float
     production_access: bool | None
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownLimits:
+    """What sendwell knows of an account's limits now, and where each number comes from.
+
+    ``rate`` already has ``RATE_FRACTION`` applied; None means unknown (learned while sending).
+    ``daily`` None means no local 24-hour cap: SES said unlimited, or it is unknown.
+    """
+
+    rate: float | None
+    daily: float | None
+    rate_source: RateSource
+    daily_source: DailySource
+    sent_last_24_hours: float = 0.0
+    sent_counted_at: float = 0.0
+    production_access: bool | None = None
+    error: str = ""  # why SES could not be asked, in one line
+
+
+class LimitsUnreadable(Exception):
+    """Neither GetAccount nor GetSendQuota answered; ``str()`` is the one-line cause."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -53,50 +88,81 @@ def bucket_name(options: SESOptions) -> str:
     return f"ses:{options.region_name}:{digest}"
 
 
-def fetch_account_limits(options: SESOptions) -> AccountLimits:
-    """Ask SES for the account's limits (one API call)."""
+def _ask(options: SESOptions) -> AccountLimits:
     client = aws.ses_client(options)
-    try:
-        if options.use_ses_v2:
-            account = client.get_account()
-            quota = account.get("SendQuota", {})
-            return AccountLimits(
-                max_send_rate=float(quota["MaxSendRate"]),
-                max_24_hour_send=float(quota["Max24HourSend"]),
-                sent_last_24_hours=float(quota.get("SentLast24Hours", 0)),
-                production_access=account.get("ProductionAccessEnabled"),
-            )
+    if options.use_ses_v2:
+        account = client.get_account()
+        quota = account.get("SendQuota", {})
+        production = account.get("ProductionAccessEnabled")
+    else:
         quota = client.get_send_quota()
-        return AccountLimits(
-            max_send_rate=float(quota["MaxSendRate"]),
-            max_24_hour_send=float(quota["Max24HourSend"]),
-            sent_last_24_hours=float(quota.get("SentLast24Hours", 0)),
-            production_access=None,
-        )
-    except (botocore_exceptions.BotoCoreError, botocore_exceptions.ClientError) as exc:
-        raise translate_ses_error(exc, options) from exc
+        production = None
+    return AccountLimits(
+        max_send_rate=float(quota["MaxSendRate"]),
+        max_24_hour_send=float(quota["Max24HourSend"]),
+        sent_last_24_hours=float(quota.get("SentLast24Hours", 0)),
+        production_access=production,
+    )
+
+
+def describe_failure(exc: Exception, options: SESOptions) -> str:
+    """One short line saying why ``options``' limits could not be read, never a whole page."""
+    operation, action = _OPERATIONS[options.api_version]
+    if isinstance(exc, botocore_exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "") or "Unknown")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in ("AccessDenied", "AccessDeniedException") or status == 403:
+            return f"{code}: {action} not allowed"
+        if status in (404, 405) or code in ("InvalidAction", "UnknownOperationException"):
+            # A proxy, another service or an emulator without the call: its body may be a page.
+            return f"HTTP {status or code}: the endpoint does not implement {operation}"
+    if isinstance(exc, ResponseParserError):
+        # An answer that is not SES's at all (an HTML page to a v1 query): never log the page.
+        return f"the endpoint's answer to {operation} is not SES's (it could not be parsed)"
+    if isinstance(exc, botocore_exceptions.BotoCoreError | botocore_exceptions.ClientError):
+        return f"{operation}: {translate_ses_error(exc, options)}"
+    return f"{operation}: {type(exc).__name__}: {exc}"[:300]
+
+
+def fetch_account_limits(options: SESOptions) -> AccountLimits:
+    """Ask SES for the account's limits: the configured API's call, then the other API's.
+
+    Raises :class:`LimitsUnreadable` (the first API's cause) when neither answers.
+    """
+    errors = (
+        botocore_exceptions.BotoCoreError,
+        botocore_exceptions.ClientError,
+        ResponseParserError,
+        KeyError,
+        ValueError,
+    )
+    try:
+        return _ask(options)
+    except errors as first:
+        cause = describe_failure(first, options)
+        if isinstance(first, botocore_exceptions.EndpointConnectionError):
+            raise LimitsUnreadable(cause) from first  # the other API is no nearer
+        other = dataclasses.replace(options, use_ses_v2=not options.use_ses_v2)
+        try:
+            return _ask(other)
+        except errors as second:
+            raise LimitsUnreadable(f"{cause}; {describe_failure(second, other)}") from first
 
 
 def refresh(options: SESOptions, using: str = DEFAULT_DB_ALIAS) -> AccountQuota:
-    """Read the limits from SES and store them; on failure store the fallback and the reason."""
+    """Read the limits from SES and store them; on failure store "unknown" and the cause."""
     name = bucket_name(options)
     now = timezone.now()
     try:
         limits = fetch_account_limits(options)
-    except Exception as exc:  # any failure falls back to safe limits, and is recorded
-        logger.warning(
-            "sendwell could not read the SES sending quota (%s); using SENDWELL FALLBACK limits "
-            "%s/s and %s per 24 h. Allow ses:GetAccount (v2) / ses:GetSendQuota (v1), or set "
-            "SENDWELL['MAX_SEND_RATE'] and SENDWELL['MAX_24_HOUR_SEND'].",
-            exc,
-            conf.setting("FALLBACK_SEND_RATE"),
-            conf.setting("FALLBACK_24_HOUR_SEND"),
-        )
+    except LimitsUnreadable as exc:
+        _say_once(name, str(exc))
         row, _ = AccountQuota.objects.using(using).update_or_create(
             name=name,
             defaults={
-                "max_send_rate": float(conf.setting("FALLBACK_SEND_RATE")),
-                "max_24_hour_send": float(conf.setting("FALLBACK_24_HOUR_SEND")),
+                "max_send_rate": None,
+                "max_24_hour_send": None,
                 "sent_last_24_hours": 0,
                 "production_access": None,
                 "fetched_at": now,
@@ -118,7 +184,55 @@ def refresh(options: SESOptions, using: str = DEFAULT_DB_ALIAS) -> AccountQuota:
     return row
 
 
-def current_limits(options: SESOptions, using: str = DEFAULT_DB_ALIAS) -> Limits:
+def _say_once(name: str, cause: str) -> None:
+    if (name, cause) in _said:
+        return
+    _said.add((name, cause))
+    rate, daily = conf.setting("MAX_SEND_RATE"), conf.setting("MAX_24_HOUR_SEND")
+    logger.warning(
+        "sendwell could not read the SES limits (%s); %s; %s",
+        cause,
+        f"using SENDWELL['MAX_SEND_RATE'] = {rate:g}/s"
+        if rate is not None
+        else "learning the send rate from SES",
+        f"SENDWELL['MAX_24_HOUR_SEND'] = {daily:g}" if daily is not None else "no 24-hour cap",
+    )
+
+
+def known_limits(
+    row: AccountQuota | None, rate_override: Any, daily_override: Any, fraction: float
+) -> KnownLimits:
+    """What the stored row and the settings say, combined (settings win)."""
+    rate: float | None = None
+    rate_source: RateSource = "unknown"
+    if rate_override is not None:
+        rate, rate_source = float(rate_override) * fraction, "settings"
+    elif row is not None and row.max_send_rate is not None:
+        rate, rate_source = row.max_send_rate * fraction, "ses"
+    daily: float | None = None
+    daily_source: DailySource = "unknown"
+    if daily_override is not None:
+        daily, daily_source = float(daily_override), "settings"
+    elif row is not None and row.max_24_hour_send is not None:
+        if row.max_24_hour_send < 0:
+            daily_source = "unlimited"
+        else:
+            daily, daily_source = row.max_24_hour_send, "ses"
+    return KnownLimits(
+        rate=rate,
+        daily=daily,
+        rate_source=rate_source,
+        daily_source=daily_source,
+        # SES's count includes our own sends up to the fetch; the limiter takes the larger of
+        # it and its own count, so sends by other applications on the account are respected.
+        sent_last_24_hours=row.sent_last_24_hours if row is not None and not row.error else 0.0,
+        sent_counted_at=row.fetched_at.timestamp() if row is not None else 0.0,
+        production_access=row.production_access if row is not None else None,
+        error=row.error if row is not None else "",
+    )
+
+
+def current_limits(options: SESOptions, using: str = DEFAULT_DB_ALIAS) -> KnownLimits:
     """The limits to enforce now for ``options``' account (cached a few seconds per process);
     ``using``: the database connection to read and store them on."""
     rate_override = conf.setting("MAX_SEND_RATE")
@@ -130,10 +244,8 @@ def current_limits(options: SESOptions, using: str = DEFAULT_DB_ALIAS) -> Limits
         cached = _cache.get(key)
     if cached is not None and now - cached[0] < _LOCAL_CACHE_SECONDS:
         return cached[1]
-
-    if rate_override is not None and daily_override is not None:
-        limits = Limits(rate=float(rate_override) * fraction, daily=float(daily_override))
-    else:
+    row: AccountQuota | None = None
+    if rate_override is None or daily_override is None:
         max_age = timedelta(seconds=float(conf.setting("QUOTA_REFRESH_SECONDS")))
         row = AccountQuota.objects.using(using).filter(name=key[0]).first()
         if row is None or timezone.now() - row.fetched_at > max_age:
@@ -143,16 +255,7 @@ def current_limits(options: SESOptions, using: str = DEFAULT_DB_ALIAS) -> Limits
                 row = AccountQuota.objects.using(using).filter(name=key[0]).first()
                 if row is None or timezone.now() - row.fetched_at > max_age:
                     row = refresh(options, using)
-        rate = float(rate_override) if rate_override is not None else row.max_send_rate
-        daily = float(daily_override) if daily_override is not None else row.max_24_hour_send
-        # SES's count includes our own sends up to the fetch; the limiter takes the larger of it
-        # and its own count, so sends by other applications on the account are respected too.
-        limits = Limits(
-            rate=rate * fraction,
-            daily=daily,
-            sent_last_24_hours=row.sent_last_24_hours,
-            sent_counted_at=row.fetched_at.timestamp(),
-        )
+    limits = known_limits(row, rate_override, daily_override, fraction)
     with _cache_lock:
         _cache[key] = (now, limits)
     return limits
@@ -161,3 +264,4 @@ def current_limits(options: SESOptions, using: str = DEFAULT_DB_ALIAS) -> Limits
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
+    _said.clear()

@@ -1,15 +1,19 @@
 """The send-rate limiter shared by every worker on every machine, counting recipients as SES does.
 
 It is a schedule rather than a bucket of tokens: ``next_free`` is the earliest moment the next
-recipient may go out, and each reservation of ``n`` recipients moves it ``n / rate`` seconds on
-(a call of several recipients also waits for its own slots first: see :func:`slot_start`).
-Sends therefore start evenly spaced at the account's rate with no burst: however many workers
-share it, no one-second window sees more than the rate (plus the one call in progress).
+call may go out, and each reservation of ``n`` recipients moves it ``n / rate`` seconds on. That
+is how SES counts: a call goes through while the account has budget for one recipient and then
+spends one unit per recipient, so a 60-recipient call goes at once and the sends after it wait
+out its debt (see :func:`slot_start`). Single-recipient sends therefore start evenly spaced at
+the account's rate with no burst: however many workers share it, no one-second window sees more
+than the rate.
 
-A reservation is made with compare-and-swap on a version number: no lock is held across a network
-call, and the same code is correct on SQLite (one writer at a time) and PostgreSQL. The rolling
-24-hour quota is kept in per-minute counters next to it. With ``SENDWELL["RATE_LIMITER"] =
-"redis"`` the same algorithm runs as one Lua script in Redis instead.
+A reservation is one atomic UPDATE (compare-and-swap on a version number where the database
+lacks ``RETURNING``): no lock is held across a network call, and the same code is correct on
+SQLite (one writer at a time) and PostgreSQL. The rolling 24-hour quota is kept in per-minute
+counters next to it. With ``SENDWELL["RATE_LIMITER"] = "redis"`` the same algorithm runs as one
+Lua script in Redis instead. Both also keep the account's learned send rate
+(:mod:`sendwell.ratecontrol`), which :mod:`sendwell.pacing` changes through :meth:`update_state`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import dataclasses
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
@@ -32,10 +37,11 @@ _CAS_ATTEMPTS = 100
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """What the limiter enforces: recipients per second and per rolling 24 hours."""
+    """What the limiter enforces: recipients per second and per rolling 24 hours (None: no
+    local 24-hour cap)."""
 
     rate: float
-    daily: float
+    daily: float | None
     # Recipients SES said were sent in the last 24 hours (by anyone on the account), and when
     # SES said it: our own sends after that moment add to it. The quota counts the larger of
     # that and our own count.
@@ -54,27 +60,36 @@ class Reservation:
     start: float | None = None  # allowed: the Unix time of the slot reserved
 
 
+# A function from the stored learned-rate state (JSON text, "" if none) to the new one.
+StateChange = Callable[[str], str]
+
+
 class RateLimiter(Protocol):
-    def reserve(
-        self, recipients: int, limits: Limits, *, max_wait: float, together: bool = True
-    ) -> Reservation:
-        """Reserve slots for ``recipients``. ``together``: they go in one call, at the last of
-        their slots (see :func:`slot_start`); otherwise the reservation starts at the first
-        slot and the caller spaces them out itself (a :class:`BlockLimiter` block)."""
+    name: str
+
+    def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation:
+        """Reserve ``recipients`` slots: the call may start at the first (see
+        :func:`slot_start`); the schedule moves on by all of them."""
         ...
 
     def refund(self, recipients: int, reservation: Reservation) -> None: ...
 
+    def read_state(self) -> str:
+        """The account's learned-rate state as stored ("" if none)."""
+        ...
 
-def slot_start(now: float, next_free: float, recipients: int, rate: float) -> float:
-    """When a send of ``recipients`` may start, given the schedule's next free moment.
+    def update_state(self, change: StateChange) -> str:
+        """Apply ``change`` to the stored state atomically (retried on a concurrent change);
+        return the state stored."""
+        ...
 
-    All recipients of one call reach SES at once, so a call of *n* waits for *n* - 1 slots
-    before it as well as moving the schedule *n* slots on after it: a 2-recipient call then
-    cannot follow four single ones into the same second at 5/s. After an idle spell the
-    slots before it are free, and it goes at once.
-    """
-    return max(now, next_free + (recipients - 1) / rate)
+
+def slot_start(now: float, next_free: float) -> float:
+    """When a call may start, given the schedule's next free moment: at once if the account has
+    budget (``next_free`` has passed), else when the debt of earlier calls is paid. The number
+    of recipients does not delay the call itself; it moves ``next_free`` on after it, as SES
+    spends one unit of its budget per recipient."""
+    return max(now, next_free)
 
 
 def quota_retry_at(
@@ -98,8 +113,8 @@ def quota_retry_at(
 # would be stale by however long the statement waited for SQLite's write lock, and the slot
 # computed from it late or early by as much.
 _SLOT_SQL = """
-UPDATE {table} SET next_free = {greatest}({now}, next_free + %s) + %s, version = version + 1
-WHERE name = %s AND {greatest}({now}, next_free + %s) - {now} <= %s
+UPDATE {table} SET next_free = {greatest}({now}, next_free) + %s, version = version + 1
+WHERE name = %s AND {greatest}({now}, next_free) - {now} <= %s
 RETURNING next_free, {now}
 """
 _GREATEST = {"postgresql": "GREATEST", "sqlite": "MAX"}
@@ -137,15 +152,12 @@ class DatabaseRateLimiter:
     def _buckets(self) -> QuerySet[RateBucket]:
         return RateBucket.objects.using(self.using)
 
-    def reserve(
-        self, recipients: int, limits: Limits, *, max_wait: float, together: bool = True
-    ) -> Reservation:
+    def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation:
         refusal = self._check_quota(recipients, limits)
         if refusal is not None:
             return refusal
         if self.connection.vendor not in _GREATEST:
-            return self._reserve_with_cas(recipients, limits, max_wait=max_wait, together=together)
-        pre = (recipients - 1) / limits.rate if together else 0.0
+            return self._reserve_with_cas(recipients, limits, max_wait=max_wait)
         step = recipients / limits.rate
         sql = _SLOT_SQL.format(
             table=self.connection.ops.quote_name(RateBucket._meta.db_table),
@@ -156,7 +168,7 @@ class DatabaseRateLimiter:
         for _ in range(3):
             # The slot and its count in one transaction: one commit instead of two.
             with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
-                cursor.execute(sql, [pre, step, self.name, pre, max_wait])
+                cursor.execute(sql, [step, self.name, max_wait])
                 row = cursor.fetchone()
                 if row is not None:
                     start, database_now = float(row[0]) - step, float(row[1])
@@ -168,7 +180,7 @@ class DatabaseRateLimiter:
             # decision is the statement's (on the database's clock); this only says when.
             bucket = self._bucket()  # creates it if missing, then we try again
             now = time.time()
-            start = slot_start(now, bucket.next_free, recipients if together else 1, limits.rate)
+            start = slot_start(now, bucket.next_free)
             refusal = Reservation(allowed=False, wait=start - now, retry_at=start, reason="rate")
             if start - now > max_wait:
                 return refusal
@@ -193,6 +205,8 @@ class DatabaseRateLimiter:
 
     def _check_quota(self, recipients: int, limits: Limits) -> Reservation | None:
         """None if ``recipients`` fit in the rolling 24 hours, else the quota refusal."""
+        if limits.daily is None:
+            return None
         cached = _usage.get(self.name)
         if cached is not None:
             age = time.monotonic() - cached[0]
@@ -221,14 +235,12 @@ class DatabaseRateLimiter:
             reason="quota",
         )
 
-    def _reserve_with_cas(
-        self, recipients: int, limits: Limits, *, max_wait: float, together: bool
-    ) -> Reservation:
+    def _reserve_with_cas(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation:
         """Databases without UPDATE ... RETURNING: read, then compare-and-swap on version."""
         for _ in range(_CAS_ATTEMPTS):
             bucket = self._bucket()
             now = time.time()
-            start = slot_start(now, bucket.next_free, recipients if together else 1, limits.rate)
+            start = slot_start(now, bucket.next_free)
             if start - now > max_wait:
                 return Reservation(allowed=False, wait=start - now, retry_at=start, reason="rate")
             swapped = (
@@ -246,6 +258,26 @@ class DatabaseRateLimiter:
             self._counters().filter(minute=reservation.minute).update(
                 recipients=F("recipients") - recipients
             )
+
+    def read_state(self) -> str:
+        return str(
+            self._buckets().filter(name=self.name).values_list("learned", flat=True).first() or ""
+        )
+
+    def update_state(self, change: StateChange) -> str:
+        for _ in range(_CAS_ATTEMPTS):
+            bucket = self._bucket()
+            new = change(bucket.learned)
+            if new == bucket.learned:
+                return new
+            swapped = (
+                self._buckets()
+                .filter(name=self.name, learned_version=bucket.learned_version)
+                .update(learned=new, learned_version=F("learned_version") + 1)
+            )
+            if swapped:
+                return new
+        raise RuntimeError(f"rate limiter {self.name!r}: too much contention")  # pragma: no cover
 
     def _bucket(self) -> RateBucket:
         try:
@@ -321,21 +353,19 @@ class BlockLimiter:
         self.name = name
         self.shared = shared
 
-    def reserve(
-        self, recipients: int, limits: Limits, *, max_wait: float, together: bool = True
-    ) -> Reservation:
+    def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation:
         size = int(limits.rate * BLOCK_SECONDS)
-        if size < 2 * recipients or not together:
-            return self.shared.reserve(recipients, limits, max_wait=max_wait, together=together)
+        if size < 2 * recipients:
+            return self.shared.reserve(recipients, limits, max_wait=max_wait)
         with _blocks_lock:
             now = time.monotonic()
             block = _blocks.get(self.name)
             if block is not None and block.rate == limits.rate:
                 # Slots already past are skipped (a sender slower than the rate leaves them
-                # unused; handing them out would send in a burst). A call of n goes at the last
+                # unused; handing them out would send in a burst). A call of n goes at the first
                 # of its n slots (see slot_start).
                 first = max(block.used, math.ceil((now - _STALE_SLOT - block.base) * block.rate))
-                slot = block.base + (first + recipients - 1) / block.rate
+                slot = block.base + first / block.rate
                 if first + recipients <= block.size and slot - now <= max_wait:
                     block.used = first + recipients
                     block.handed += recipients
@@ -347,7 +377,7 @@ class BlockLimiter:
                 self.shared.refund(block.size - block.handed, block.reservation)
             _blocks.pop(self.name, None)
             # The block starts at its first slot; calls out of it wait for their own slots.
-            reservation = self.shared.reserve(size, limits, max_wait=max_wait, together=False)
+            reservation = self.shared.reserve(size, limits, max_wait=max_wait)
             if not reservation.allowed:
                 # Near the daily quota a whole block may not fit where this call would.
                 return self.shared.reserve(recipients, limits, max_wait=max_wait)
@@ -355,24 +385,39 @@ class BlockLimiter:
             block = _Block(reservation=reservation, rate=limits.rate, size=size, base=base)
             _blocks[self.name] = block
             block.used = block.handed = recipients
-            slot = base + (recipients - 1) / limits.rate
             return dataclasses.replace(
-                reservation, wait=max(0.0, slot - time.monotonic()), start=None
+                reservation, wait=max(0.0, base - time.monotonic()), start=None
             )
 
     def refund(self, recipients: int, reservation: Reservation) -> None:
         self.shared.refund(recipients, reservation)
 
+    def read_state(self) -> str:
+        return self.shared.read_state()
+
+    def update_state(self, change: StateChange) -> str:
+        return self.shared.update_state(change)
+
+
+_limiters: dict[tuple[str, str, str, str | None], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
 
 def limiter_for(name: str, using: str = DEFAULT_DB_ALIAS) -> RateLimiter:
-    """The configured limiter (``SENDWELL["RATE_LIMITER"]``) for the bucket ``name``;
-    ``using``: the database connection for the database limiter."""
-    kind = conf.setting("RATE_LIMITER")
+    """The configured limiter (``SENDWELL["RATE_LIMITER"]``) for the bucket ``name``, one per
+    process; ``using``: the database connection for the database limiter."""
+    kind = str(conf.setting("RATE_LIMITER"))
+    url = conf.setting("REDIS_URL") if kind == "redis" else None
+    key = (kind, name, using, url)
+    limiter = _limiters.get(key)
+    if limiter is not None:
+        return limiter
     shared: RateLimiter
     if kind == "redis":
         from sendwell.ratelimit_redis import RedisRateLimiter  # noqa: PLC0415 - optional extra
 
-        shared = RedisRateLimiter(name, conf.setting("REDIS_URL"))
+        shared = RedisRateLimiter(name, url)
     else:
         shared = DatabaseRateLimiter(name, using)
-    return BlockLimiter(name, shared)
+    with _limiters_lock:
+        return _limiters.setdefault(key, BlockLimiter(name, shared))

@@ -11,12 +11,12 @@ from typing import Any
 
 import redis
 
-from sendwell.ratelimit import Limits, Reservation
+from sendwell.ratelimit import Limits, Reservation, StateChange
 
 # KEYS[1]: the schedule (next free moment, a Unix time as a string)
 # KEYS[2]: a hash of per-minute recipient counts for the rolling 24 hours
-# ARGV: recipients, rate, daily quota, max wait, SES's own count of the last 24 hours and the
-# minute it was read (our sends from that minute on add to it)
+# ARGV: recipients, rate, daily quota (-1: no cap), max wait, SES's own count of the last 24
+# hours and the minute it was read (our sends from that minute on add to it)
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -26,7 +26,6 @@ local daily = tonumber(ARGV[3])
 local max_wait = tonumber(ARGV[4])
 local ses_sent = tonumber(ARGV[5])
 local ses_minute = tonumber(ARGV[6])
-local together = tonumber(ARGV[7])
 local since_ses = 0
 local minute = math.floor(now / 60)
 local used = 0
@@ -44,7 +43,7 @@ for i = 1, #counts, 2 do
   end
 end
 if ses_sent + since_ses > used then used = ses_sent + since_ses end
-if used + n > daily then
+if daily >= 0 and used + n > daily then
   table.sort(entries, function(a, b) return a[1] < b[1] end)
   local excess = used + n - daily
   local freed = 0
@@ -55,8 +54,8 @@ if used + n > daily then
   end
   return {0, '0', tostring(retry), 'quota', '-1'}
 end
--- slot_start() in ratelimit.py: a call of n also waits for its n - 1 slots before it
-local start = tonumber(redis.call('GET', KEYS[1]) or '0') + together * (n - 1) / rate
+-- slot_start() in ratelimit.py: a call goes once the debt of earlier calls is paid
+local start = tonumber(redis.call('GET', KEYS[1]) or '0')
 if start < now then start = now end
 if start - now > max_wait then
   return {0, tostring(start - now), tostring(start), 'rate', '-1'}
@@ -86,20 +85,19 @@ class RedisRateLimiter:
         self.client = _clients[url]
         self.script = self.client.register_script(_RESERVE)
         self.keys = [f"sendwell:{name}:next_free", f"sendwell:{name}:minutes"]
+        # The learned rate (sendwell.ratecontrol) as JSON; no expiry: it outlives restarts.
+        self.state_key = f"sendwell:{name}:learned"
 
-    def reserve(
-        self, recipients: int, limits: Limits, *, max_wait: float, together: bool = True
-    ) -> Reservation:
+    def reserve(self, recipients: int, limits: Limits, *, max_wait: float) -> Reservation:
         allowed, wait, retry_at, reason, minute = self.script(
             keys=self.keys,
             args=[
                 recipients,
                 limits.rate,
-                limits.daily,
+                -1 if limits.daily is None else limits.daily,
                 max_wait,
                 limits.sent_last_24_hours,
                 int(limits.sent_counted_at // 60),
-                1 if together else 0,
             ],
         )
         if int(allowed):
@@ -113,3 +111,27 @@ class RedisRateLimiter:
     def refund(self, recipients: int, reservation: Reservation) -> None:
         if reservation.minute is not None:
             self.client.hincrby(self.keys[1], str(reservation.minute), -recipients)
+
+    def read_state(self) -> str:
+        value = self.client.get(self.state_key)
+        return value.decode() if value else ""
+
+    def update_state(self, change: StateChange) -> str:
+        """Compare-and-swap with WATCH: a concurrent change makes EXEC fail, and we retry."""
+        with self.client.pipeline() as pipe:
+            for _ in range(100):
+                try:
+                    pipe.watch(self.state_key)
+                    current = pipe.get(self.state_key)
+                    old = current.decode() if current else ""
+                    new = change(old)
+                    if new == old:
+                        pipe.unwatch()
+                        return new
+                    pipe.multi()
+                    pipe.set(self.state_key, new)
+                    pipe.execute()
+                    return new
+                except redis.WatchError:
+                    continue
+        raise RuntimeError(f"rate limiter {self.name!r}: too much contention")  # pragma: no cover

@@ -17,6 +17,13 @@ from sendwell.conf import DEFAULTS
 
 CHECK_ID = "sendwell.E012"
 _SECRET_VALUES = frozenset({"REDIS_URL"})
+# Settings that existed once, and what replaced them.
+_REMOVED = {
+    "FALLBACK_SEND_RATE": "sendwell no longer assumes the sandbox's 1/s when SES's limits cannot "
+    "be read: it learns the rate from what SES answers. Remove it, or set MAX_SEND_RATE.",
+    "FALLBACK_24_HOUR_SEND": "sendwell no longer invents a 24-hour cap when SES's limits cannot "
+    "be read (SES's own refusal defers the outbox). Remove it, or set MAX_24_HOUR_SEND.",
+}
 
 
 def _number(value: Any) -> float | None:
@@ -51,11 +58,6 @@ def _positive_or_none(value: Any) -> str | None:
     return "None (read it from SES) or a number > 0" if number is None or number <= 0 else None
 
 
-def _positive(value: Any) -> str | None:
-    number = _number(value)
-    return "a number > 0" if number is None or number <= 0 else None
-
-
 def _fraction(value: Any) -> str | None:
     number = _number(value)
     if number is None or not 0 < number <= 1:
@@ -82,8 +84,6 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "MAX_SEND_RATE": _positive_or_none,
     "MAX_24_HOUR_SEND": _positive_or_none,
     "QUOTA_REFRESH_SECONDS": _seconds(positive=True),
-    "FALLBACK_SEND_RATE": _positive,
-    "FALLBACK_24_HOUR_SEND": _positive,
     "RATE_FRACTION": _fraction,
     "RATE_LIMITER": _choice("database", "redis"),
     "REDIS_URL": _text_or_none,
@@ -122,6 +122,11 @@ def sendwell_setting_problems() -> list[checks.CheckMessage]:
     problems: list[checks.CheckMessage] = []
     for name, value in configured.items():
         rule = RULES.get(name)
+        if name in _REMOVED:
+            problems.append(
+                checks.Error(f"SENDWELL[{name!r}] was removed", hint=_REMOVED[name], id=CHECK_ID)
+            )
+            continue
         if rule is None:
             problems.append(
                 checks.Error(

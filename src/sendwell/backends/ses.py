@@ -101,7 +101,8 @@ class SESBackend(BaseEmailBackend):
             nonlocal sent, failure
             email, send, future = in_flight.popleft()
             try:
-                calls = future.result()
+                # The first call's outcome; further calls and throttling retries happen here.
+                calls = send.complete(future.result)
             except DeliveryError as error:
                 send.failed(error, records)
                 if failure is None and not self.fail_silently:
@@ -123,7 +124,7 @@ class SESBackend(BaseEmailBackend):
                         raise
                     if send is None:  # no recipients
                         continue
-                    future = pool.submit(send.transport.send, send.prepared)
+                    future = pool.submit(send.first_call)
                     in_flight.append((email, send, future))
                     if len(in_flight) >= width:
                         settle_oldest()

@@ -4,10 +4,13 @@ It speaks the wire protocols boto3 uses (SES v2 REST-JSON ``SendEmail``/``GetAcc
 v1 query API ``SendRawEmail``/``GetSendQuota``), so clients are tested against real HTTP, not a
 mock. Unlike moto it can misbehave on purpose: added latency, SES's own throttling and quota
 errors (optionally enforced from ``max_send_rate``/``max_24_hour_send``, counted in recipients as
-SES counts them), 5xx answers, answers that never come, and connections closed before or after
-the message was accepted. Every accepted message is recorded with the time it arrived::
+SES counts them: ``enforce_rate=True`` in a rolling second, ``enforce_rate="ses"`` with SES's own
+token budget that one large call may overdraw), 5xx answers, answers that never come, connections
+closed before or after the message was accepted, and account queries that fail as real ones do
+(``get_account``/``get_send_quota``: IAM denial, an endpoint without the call, a server error).
+Every accepted message is recorded with the time it arrived::
 
-    with FakeSES(max_send_rate=14, enforce_rate=True) as ses:
+    with FakeSES(max_send_rate=14, enforce_rate="ses", get_account="denied") as ses:
         ses.inject("throttle")  # the next send is refused, the one after accepted
         ...  # boto3.client("sesv2", endpoint_url=ses.endpoint_url, ...)
         assert ses.messages[0].destinations == ("to@example.com",)
@@ -44,13 +47,30 @@ from types import TracebackType
 from typing import Any, Self
 from xml.sax.saxutils import escape
 
-__all__ = ["FAULTS", "AcceptedMessage", "FakeSES", "main"]
+__all__ = ["ACCOUNT_ANSWERS", "FAULTS", "AcceptedMessage", "FakeSES", "main"]
 
 HOST = "127.0.0.1"
 V1_NAMESPACE = "http://ses.amazonaws.com/doc/2010-12-01/"
 FAULTS = frozenset(
     {"throttle", "quota", "429", "500", "503", "timeout", "drop", "drop_after_accept"}
 )
+# How the account queries (v2 GetAccount, v1 GetSendQuota) answer: see FakeSES.
+ACCOUNT_ANSWERS = ("ok", "denied", "missing", "error")
+# The IAM user a "denied" account query names, in AWS's wording.
+_DENIED_USER = "arn:aws:iam::123456789012:user/sendwell-app"
+# What a web server that is not SES (a proxy, another service) answers for a path it lacks,
+# padded as nginx pads its error pages (so that browsers show them rather than their own).
+_NOT_FOUND_HTML = (
+    b'<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n'
+    b"<html><head>\n"
+    b"<title>404 Not Found</title>\n"
+    b"</head><body>\n"
+    b"<h1>Not Found</h1>\n"
+    b"<p>The requested URL was not found on this server.</p>\n"
+    b"<hr>\n"
+    b"<address>Apache/2.4.58 (Ubuntu) Server at 127.0.0.1 Port 80</address>\n"
+    b"</body></html>\n"
+) + b"<!-- a padding to disable MSIE and Chrome friendly error page -->\n" * 4
 
 # fault -> (message, (v1 status, v1 code), (v2 status, v2 code)). SES documents one throttling
 # error for both sending limits, told apart only by its text, so "quota" shares the codes.
@@ -69,6 +89,28 @@ _ERRORS: dict[str, tuple[str, tuple[int, str], tuple[int, str]]] = {
     "500": ("An internal failure occurred.", (500, "InternalFailure"), (500, "InternalFailure")),
     "503": ("Service is unavailable.", (503, "ServiceUnavailable"), (503, "ServiceUnavailable")),
 }
+
+
+def _rate_mode(value: Any) -> bool | str:
+    """Validate an ``enforce_rate`` value: False, True (the same as "rolling"), "rolling", "ses"."""
+    if isinstance(value, bool):
+        return value
+    if value in ("rolling", "ses"):
+        return str(value)
+    raise ValueError(f"enforce_rate must be False, True, 'rolling' or 'ses', not {value!r}")
+
+
+def _rate_mode_setting(value: Any) -> bool | str:
+    """``enforce_rate`` from JSON/``configure()``: also "off", the ``rate_mode`` of False."""
+    return False if value == "off" else _rate_mode(value)
+
+
+def _account_answer(value: Any) -> str:
+    if value not in ACCOUNT_ANSWERS:
+        raise ValueError(f"account query answer must be one of {ACCOUNT_ANSWERS}, not {value!r}")
+    return str(value)
+
+
 # POST /_fake/config key -> (attribute, conversion); "rate" and "quota" are the CLI's names
 _CONFIG_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "latency": ("latency", float),
@@ -76,10 +118,12 @@ _CONFIG_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "max_send_rate": ("max_send_rate", float),
     "quota": ("max_24_hour_send", int),
     "max_24_hour_send": ("max_24_hour_send", int),
-    "enforce_rate": ("enforce_rate", bool),
+    "enforce_rate": ("enforce_rate", _rate_mode_setting),
     "production_access": ("production_access", bool),
     "timeout_seconds": ("timeout_seconds", float),
     "accept_on_timeout": ("accept_on_timeout", bool),
+    "get_account": ("get_account", _account_answer),
+    "get_send_quota": ("get_send_quota", _account_answer),
 }
 
 
@@ -145,6 +189,7 @@ class _Reply:
     content_type: str = "application/json"
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     drop: bool = False  # close the connection without answering
+    aws: bool = True  # an answer of SES itself (with x-amzn-RequestId), not of another server
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,13 +276,32 @@ class FakeSES:
     or delayed. The faults, all in SES's own words and codes:
 
     - ``"throttle"``/``"quota"``: the sending-rate or daily-quota refusal (v1 400 Throttling, v2
-      429 TooManyRequestsException), also what ``enforce_rate=True`` answers when over a limit;
+      429 TooManyRequestsException), also what an enforced limit answers (see below);
     - ``"429"``: API-level "Rate exceeded" throttling; ``"500"``, ``"503"``: server errors;
     - ``"timeout"``: answer only after ``timeout_seconds`` (the client has given up by then); the
       message is recorded only with ``accept_on_timeout=True``, as SES may have accepted it;
     - ``"drop"``: close the connection without answering and without recording;
     - ``"drop_after_accept"``: handle the send as usual (recording it), then close the
       connection instead of answering: a lost response.
+
+    ``enforce_rate`` refuses sends over the limits (counted in recipients, refusals counted in
+    ``refused["rate"]``/``refused["quota"]``); ``max_24_hour_send`` caps the recipients of the
+    last 24 hours unless it is -1 (unlimited, as in SES). The sending rate is counted as chosen:
+
+    - ``True`` or ``"rolling"``: refuse a call when the recipients accepted in the last rolling
+      second plus its own would exceed ``max_send_rate``;
+    - ``"ses"``: as SES counts, a budget of ``max_send_rate`` recipients (one second's worth),
+      refilled continuously at ``max_send_rate`` per second and full at the start (and after
+      :meth:`reset`, and when this mode is switched on). A call is accepted while anything is
+      left, however little, and then spends one unit per recipient, so the budget may go into
+      debt: at 1/s a 50-recipient call is accepted and the calls after it are refused until the
+      debt is refilled. A refused call spends nothing; only sends accepted in this mode spend.
+      Lowering ``max_send_rate`` clamps the budget to the new capacity.
+
+    ``get_account`` (v2 GetAccount) and ``get_send_quota`` (v1 GetSendQuota) choose how those
+    queries answer: ``"ok"``; ``"denied"``, AWS's answer when the IAM policy lacks the action
+    (v2 403 AccessDeniedException, v1 403 AccessDenied); ``"missing"``, a 404 HTML page from an
+    endpoint without the call (a proxy or another service); ``"error"``, 500 InternalFailure.
 
     Any setting may be changed while it serves (also via ``POST /_fake/config``).
     """
@@ -250,18 +314,28 @@ class FakeSES:
         max_send_rate: float = 14.0,
         max_24_hour_send: int = 50_000,
         production_access: bool = True,
-        enforce_rate: bool = False,
+        enforce_rate: bool | str = False,
         verified_identities: Iterable[str] | None = None,
         latency: float = 0.0,
         fault_plan: Callable[[int], str | None] | None = None,
         timeout_seconds: float = 5.0,
         accept_on_timeout: bool = False,
+        get_account: str = "ok",
+        get_send_quota: str = "ok",
     ) -> None:
+        self._lock = threading.Lock()
         self.region = region
         self.max_send_rate = max_send_rate
+        # The "ses" mode's budget: recipients that may still start a call, as of _budget_at.
+        self._clock: Callable[[], float] = time.monotonic
+        self._budget = self._budget_at = 0.0
+        self._fill_budget()
+        self._enforce_rate: bool | str = False
         self.max_24_hour_send = max_24_hour_send  # -1 means unlimited, as in SES
         self.production_access = production_access
         self.enforce_rate = enforce_rate
+        self.get_account = get_account
+        self.get_send_quota = get_send_quota
         self.verified_identities = None if verified_identities is None else set(verified_identities)
         self.latency = latency
         self.fault_plan = fault_plan
@@ -271,11 +345,11 @@ class FakeSES:
         self.messages: list[AcceptedMessage] = []
         self.requests = 0  # SES API requests of any kind
         self.send_requests = 0
+        self.account_requests = 0  # GetAccount and GetSendQuota, however they were answered
         # Send requests being handled right now, and the most at once since the last reset().
         self.in_flight = self.max_in_flight = 0
         self.faults_served: dict[str, int] = {}
         self.refused: dict[str, int] = {}  # refusals not injected: "rate", "quota", "unverified"
-        self._lock = threading.Lock()
         self._stopping = threading.Event()  # wakes sleeping handlers so stop() is quick
         self._faults: collections.deque[str] = collections.deque()
         # (time, recipients) of recorded sends, pruned to 1 s and 24 h: O(1) limit checks.
@@ -292,6 +366,45 @@ class FakeSES:
             daemon=True,
         )
         self._thread.start()
+
+    # --- settings that are validated ------------------------------------------------------------
+
+    @property
+    def enforce_rate(self) -> bool | str:
+        """False, True (the same as "rolling"), "rolling" or "ses": see the class docstring."""
+        return self._enforce_rate
+
+    @enforce_rate.setter
+    def enforce_rate(self, value: bool | str) -> None:
+        value = _rate_mode(value)
+        with self._lock:
+            if value == "ses" and self._enforce_rate != "ses":
+                self._fill_budget()
+            self._enforce_rate = value
+
+    @property
+    def rate_mode(self) -> str:
+        """The sending-rate enforcement in force: "off", "rolling" or "ses"."""
+        mode = self._enforce_rate
+        return "off" if mode is False else "rolling" if mode is True else str(mode)
+
+    @property
+    def get_account(self) -> str:
+        """How v2 GetAccount answers: one of :data:`ACCOUNT_ANSWERS`."""
+        return self._get_account
+
+    @get_account.setter
+    def get_account(self, value: str) -> None:
+        self._get_account = _account_answer(value)
+
+    @property
+    def get_send_quota(self) -> str:
+        """How v1 GetSendQuota answers: one of :data:`ACCOUNT_ANSWERS`."""
+        return self._get_send_quota
+
+    @get_send_quota.setter
+    def get_send_quota(self, value: str) -> None:
+        self._get_send_quota = _account_answer(value)
 
     # --- lifecycle and control ------------------------------------------------------------------
 
@@ -335,7 +448,8 @@ class FakeSES:
             self._second.clear()
             self._day.clear()
             self._second_total = self._day_total = 0
-            self.requests = self.send_requests = 0
+            self._fill_budget()
+            self.requests = self.send_requests = self.account_requests = 0
             self.max_in_flight = self.in_flight
             self.faults_served.clear()
             self.refused.clear()
@@ -373,6 +487,7 @@ class FakeSES:
             return {
                 "requests": self.requests,
                 "send_requests": self.send_requests,
+                "account_requests": self.account_requests,
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "accepted": len(self.messages),
@@ -380,8 +495,13 @@ class FakeSES:
                 "faults_served": dict(self.faults_served),
                 "refused": dict(self.refused),
                 "pending_faults": list(self._faults),
+                # the "ses" mode's budget now (recipients; below 0 is debt), else None
+                "rate_budget": self._refill() if self.rate_mode == "ses" else None,
                 "config": {attr: getattr(self, attr) for attr, _ in _CONFIG_KEYS.values()}
-                | {"verified_identities": sorted(self.verified_identities or ()) or None},
+                | {
+                    "rate_mode": self.rate_mode,
+                    "verified_identities": sorted(self.verified_identities or ()) or None,
+                },
             }
 
     # --- request handling (runs in the server's handler threads) --------------------------------
@@ -393,7 +513,7 @@ class FakeSES:
             if method == "POST" and path == "/v2/email/outbound-emails":
                 return self._send(2, lambda: _parse_v2(body))
             if method == "GET" and path == "/v2/email/account":
-                return _json(200, self._account())
+                return self._account_query(2)
             unknown = _Refusal(f"No operation for {method} {path}", (404, "NotFoundException"))
             return _error(2, unknown)
         params = dict(urllib.parse.parse_qsl(body.decode("utf-8") or query, keep_blank_values=True))
@@ -401,19 +521,40 @@ class FakeSES:
         if action == "SendRawEmail":
             return self._send(1, lambda: _parse_v1(params))
         if action == "GetSendQuota":
-            quota = self._account()["SendQuota"]
-            fields = "".join(f"<{k}>{float(v)}</{k}>" for k, v in quota.items())
-            return _xml(
-                200,
-                f'<GetSendQuotaResponse xmlns="{V1_NAMESPACE}"><GetSendQuotaResult>{fields}'
-                f"</GetSendQuotaResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
-                "</ResponseMetadata></GetSendQuotaResponse>",
-            )
+            return self._account_query(1)
         return _error(1, _Refusal(f"FakeSES does not implement {action}.", (400, "InvalidAction")))
 
-    def _account(self) -> dict[str, Any]:
+    def _account_query(self, api: int) -> _Reply:
+        """GetAccount (``api=2``) or GetSendQuota (``api=1``), answered as configured."""
         with self._lock:
             self.requests += 1
+            self.account_requests += 1
+        if api == 2:
+            answer, action = self.get_account, "GetAccount"
+        else:
+            answer, action = self.get_send_quota, "GetSendQuota"
+        if answer == "missing":
+            return _Reply(404, _NOT_FOUND_HTML, "text/html", aws=False)
+        if answer == "denied":
+            message = (
+                f"User: {_DENIED_USER} is not authorized to perform: ses:{action} on resource: *"
+            )
+            denied = _Refusal(message, (403, "AccessDenied"), (403, "AccessDeniedException"))
+            return _error(api, denied)
+        if answer == "error":
+            return _error(api, _Refusal.of("500"))
+        account = self._account()
+        if api == 2:
+            return _json(200, account)
+        fields = "".join(f"<{k}>{float(v)}</{k}>" for k, v in account["SendQuota"].items())
+        return _xml(
+            200,
+            f'<GetSendQuotaResponse xmlns="{V1_NAMESPACE}"><GetSendQuotaResult>{fields}'
+            f"</GetSendQuotaResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
+            "</ResponseMetadata></GetSendQuotaResponse>",
+        )
+
+    def _account(self) -> dict[str, Any]:
         return {
             "DedicatedIpAutoWarmupEnabled": False,
             "EnforcementStatus": "HEALTHY",
@@ -492,9 +633,14 @@ class FakeSES:
         with self._lock:
             now = time.time()
             self._prune(now)
-            if self.enforce_rate:
+            mode = self.rate_mode
+            if mode != "off":
                 over_day = self._day_total + recipients > self.max_24_hour_send >= 0
-                if over_day or self._second_total + recipients > self.max_send_rate:
+                if mode == "ses":  # anything left lets the whole call through
+                    over_rate = self._refill() <= 0
+                else:
+                    over_rate = self._second_total + recipients > self.max_send_rate
+                if over_day or over_rate:
                     reason = "quota" if over_day else "rate"
                     self.refused[reason] = self.refused.get(reason, 0) + 1
                     raise _Refusal.of("quota" if over_day else "throttle")
@@ -514,7 +660,20 @@ class FakeSES:
                 self._day.append((now, recipients))
                 self._second_total += recipients
                 self._day_total += recipients
+                if mode == "ses":
+                    self._budget -= recipients  # may go below 0: debt
         return message
+
+    def _fill_budget(self) -> None:  # caller holds the lock
+        self._budget, self._budget_at = max(float(self.max_send_rate), 0.0), self._clock()
+
+    def _refill(self) -> float:  # caller holds the lock
+        """The "ses" budget now: refilled at ``max_send_rate``/s, at most ``max_send_rate``."""
+        now = self._clock()
+        capacity = max(float(self.max_send_rate), 0.0)  # read each time: it may be changed
+        self._budget = min(capacity, self._budget + max(now - self._budget_at, 0.0) * capacity)
+        self._budget_at = now
+        return self._budget
 
     def _prune(self, now: float) -> None:  # caller holds the lock
         while self._second and self._second[0][0] <= now - 1.0:
@@ -621,7 +780,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(reply.body)))
-            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+            if reply.aws:
+                self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
@@ -630,7 +790,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def main(argv: list[str] | None = None) -> int:
+def _settings(argv: list[str] | None = None) -> dict[str, Any]:
+    """The :class:`FakeSES` keyword arguments the command line asks for."""
     parser = argparse.ArgumentParser(
         prog="python -m sendwell.testing.fake_ses", description="Serve a fake SES on 127.0.0.1."
     )
@@ -638,26 +799,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=14.0, help="MaxSendRate, recipients/s")
     parser.add_argument("--quota", type=int, default=50_000, help="Max24HourSend (-1: unlimited)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each send")
-    parser.add_argument("--enforce-rate", action="store_true", help="refuse over rate/quota")
+    enforce = parser.add_mutually_exclusive_group()
+    enforce.add_argument(
+        "--enforce-rate",
+        action="store_const",
+        const=True,
+        dest="enforce_rate",
+        default=False,
+        help="refuse over the quota or over the rate in any rolling second",
+    )
+    enforce.add_argument(
+        "--enforce-ses",
+        action="store_const",
+        const="ses",
+        dest="enforce_rate",
+        help="refuse over the quota or the rate as SES counts it (a budget one call may overdraw)",
+    )
     parser.add_argument("--timeout-seconds", type=float, default=5.0)
     parser.add_argument("--accept-on-timeout", action="store_true")
     parser.add_argument("--verified", action="append", help="verified identity (repeatable)")
     parser.add_argument("--sandbox", action="store_true", help="report no production access")
+    for flag, call in (("--get-account", "v2 GetAccount"), ("--get-send-quota", "v1 GetSendQuota")):
+        parser.add_argument(flag, choices=ACCOUNT_ANSWERS, default="ok", help=f"how {call} answers")
     args = parser.parse_args(argv)
+    return {
+        "port": args.port,
+        "max_send_rate": args.rate,
+        "max_24_hour_send": args.quota,
+        "latency": args.latency,
+        "enforce_rate": args.enforce_rate,
+        "timeout_seconds": args.timeout_seconds,
+        "accept_on_timeout": args.accept_on_timeout,
+        "verified_identities": args.verified,
+        "production_access": not args.sandbox,
+        "get_account": args.get_account,
+        "get_send_quota": args.get_send_quota,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = _settings(argv)
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
-    with FakeSES(
-        port=args.port,
-        max_send_rate=args.rate,
-        max_24_hour_send=args.quota,
-        latency=args.latency,
-        enforce_rate=args.enforce_rate,
-        timeout_seconds=args.timeout_seconds,
-        accept_on_timeout=args.accept_on_timeout,
-        verified_identities=args.verified,
-        production_access=not args.sandbox,
-    ) as ses:
+    with FakeSES(**settings) as ses:
         print(ses.endpoint_url, flush=True)  # first line of output: parents read it
         while not stopped.wait(0.2):
             pass

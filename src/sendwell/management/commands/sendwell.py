@@ -4,11 +4,14 @@
   rate counters; ``--every N`` repeats it every N seconds (run it beside the workers, or from
   cron without ``--every``).
 - ``drain``: deliver due messages in this process, without a task worker (scripts, debugging).
-- ``status``: counts of messages by status, and the account limits in force.
+- ``status``: counts of messages by status, and for each SES account where its limits come from
+  (SES, settings, learned, unknown), the rate in force and the learned rate; ``--json`` for
+  scripts.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from argparse import ArgumentParser
 from typing import Any
@@ -16,8 +19,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count
 
-from sendwell import tasks, worker
-from sendwell.models import AccountQuota, Message
+from sendwell import pacing, tasks, worker
+from sendwell.models import Message
 
 
 class Command(BaseCommand):
@@ -30,7 +33,8 @@ class Command(BaseCommand):
         drain = commands.add_parser("drain", help="deliver due messages in this process")
         drain.add_argument("--time-budget", type=float, default=None)
         drain.add_argument("--concurrency", type=int, default=None)
-        commands.add_parser("status", help="messages by status, and the limits in force")
+        status = commands.add_parser("status", help="messages by status, and the limits in force")
+        status.add_argument("--json", action="store_true", help="one JSON object")
 
     def handle(self, *args: Any, **options: Any) -> None:
         subcommand = options["subcommand"]
@@ -42,7 +46,7 @@ class Command(BaseCommand):
             )
             self.stdout.write(" ".join(f"{k}={v}" for k, v in sorted(results.items())))
         elif subcommand == "status":
-            self._status()
+            self._status(as_json=options["json"])
         else:  # pragma: no cover - argparse refuses unknown subcommands
             raise CommandError(f"unknown subcommand {subcommand!r}")
 
@@ -56,18 +60,19 @@ class Command(BaseCommand):
                 return
             time.sleep(every)
 
-    def _status(self) -> None:
+    def _status(self, *, as_json: bool) -> None:
         counts = dict(
             Message.objects.order_by()
             .values_list("status")
             .annotate(count=Count("pk"))
             .values_list("status", "count")
         )
+        accounts = pacing.account_pacing()
+        if as_json:
+            data = {"messages": counts, "accounts": [account.to_json() for account in accounts]}
+            self.stdout.write(json.dumps(data, indent=2, sort_keys=True))
+            return
         for status, count in sorted(counts.items()):
             self.stdout.write(f"{status:>10}: {count}")
-        for quota in AccountQuota.objects.all():
-            note = f" (fallback: {quota.error})" if quota.error else ""
-            self.stdout.write(
-                f"{quota.name}: {quota.max_send_rate:g}/s, {quota.max_24_hour_send:g} per 24 h, "
-                f"read {quota.fetched_at:%Y-%m-%d %H:%M:%S}{note}"
-            )
+        for account in accounts:
+            self.stdout.write(account.describe())

@@ -1,0 +1,312 @@
+"""Pacing: the one object per SES account (and process) that says when the next call may go.
+
+Delivery asks a :class:`Pacer` for a :class:`Slot` before each SES call and tells it the outcome;
+everything behind that is the pacer's business:
+
+- the account's limits, as SES reports them or the settings set them (:mod:`sendwell.quota`);
+- the schedule shared by every worker of the account, in the database or Redis
+  (:mod:`sendwell.ratelimit`), which counts recipients as SES does;
+- when SES's limits cannot be read, the send rate learned from SES's answers
+  (:mod:`sendwell.ratecontrol`), kept beside the shared schedule so that every worker follows
+  one rate and a restart does not start over;
+- SES's "Daily message quota exceeded", which pauses the whole account for a while.
+
+A process reads the shared learned state at most every :data:`STATE_TTL` seconds and reports to
+it at most every :data:`REPORT_SECONDS` (a throttle that must cut the rate goes at once), so
+pacing costs about one extra query per worker every fifth of a second, not one per message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+
+from botocore.exceptions import BotoCoreError
+from django.db import DEFAULT_DB_ALIAS
+
+from sendwell import aws, conf, quota, ratecontrol
+from sendwell.exceptions import (
+    DeliveryError,
+    QuotaExceededError,
+    ThrottledError,
+    TransportTimeoutError,
+)
+from sendwell.models import AccountQuota
+from sendwell.options import SESOptions
+from sendwell.ratecontrol import RateState
+from sendwell.ratelimit import Limits, RateLimiter, Reservation, limiter_for
+
+# How late after its slot a send may still start. Later than that, it would reach SES bunched
+# with the sends of the next slots (a thread woken late on a busy machine, a slow lock): it
+# takes a new slot instead, so that no second ever holds more than the rate.
+LATE_SLOT_TOLERANCE = 0.02
+_SLOT_TRIES = 5
+# How long a process trusts the learned state it read, and how often it reports to it.
+STATE_TTL = 0.2
+REPORT_SECONDS = 0.1
+WAITING_REPORT_SECONDS = 0.25
+
+
+@dataclasses.dataclass
+class Slot:
+    """A reserved moment for one SES call of ``recipients`` (or the refusal, if not allowed)."""
+
+    recipients: int
+    reservation: Reservation
+    limiter: RateLimiter
+    # While the rate is learned: the controller's epoch the slot was taken in (None: known rate).
+    epoch: int | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.reservation.allowed
+
+
+class Pacer:
+    """Pacing for one SES account in this process; get it with :func:`pacer_for`."""
+
+    def __init__(self, options: SESOptions) -> None:
+        self.options = options
+        self.name = quota.bucket_name(options)
+        self._lock = threading.Lock()
+        self._state = RateState()
+        self._state_read_at = float("-inf")
+        # Outcomes not yet reported, by epoch: (accepted, refused) recipients.
+        self._pending: dict[int, tuple[int, int]] = {}
+        self._reported_at = 0.0
+        self._waiting_reported_at = 0.0
+
+    def limits(self, using: str = DEFAULT_DB_ALIAS) -> quota.KnownLimits:
+        return quota.current_limits(self.options, using)
+
+    def limiter(self, using: str = DEFAULT_DB_ALIAS) -> RateLimiter:
+        return limiter_for(self.name, using)
+
+    def learned(self, using: str = DEFAULT_DB_ALIAS) -> RateState:
+        """The account's learned-rate state (read at most every STATE_TTL seconds)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._state_read_at < STATE_TTL:
+                return self._state
+        state = RateState.from_json(self.limiter(using).read_state())
+        with self._lock:
+            self._state, self._state_read_at = state, now
+        return state
+
+    def acquire(self, recipients: int, *, max_wait: float, using: str = DEFAULT_DB_ALIAS) -> Slot:
+        """Reserve a slot for a call of ``recipients`` and sleep until it, or say why not (a
+        refusal with ``retry_at``) when it is further away than ``max_wait`` seconds."""
+        # A process builds its boto3 client on first use, which takes 0.05-0.3 s: build it before
+        # the slot, not between the slot and the send, which would then reach SES late, bunched
+        # with the next slots. A client that cannot be built fails again in the send, saying why.
+        with contextlib.suppress(BotoCoreError):
+            aws.ses_client(self.options)
+        known = self.limits(using)
+        limiter = self.limiter(using)
+        state = self.learned(using)
+        now = time.time()
+        if state.paused_until > now:
+            refusal = Reservation(allowed=False, retry_at=state.paused_until, reason="quota")
+            return Slot(recipients, refusal, limiter)
+        learning = known.rate is None
+        limits = Limits(
+            rate=state.rate if known.rate is None else known.rate,
+            daily=known.daily,
+            sent_last_24_hours=known.sent_last_24_hours,
+            sent_counted_at=known.sent_counted_at,
+        )
+        reservation, waited = _wait_for_slot(limiter, limits, recipients, max_wait=max_wait)
+        if learning and waited:
+            self._report_waiting(limiter, using)
+        return Slot(recipients, reservation, limiter, state.epoch if learning else None)
+
+    def outcome(
+        self,
+        slot: Slot,
+        *,
+        sent: int,
+        error: DeliveryError | None = None,
+        using: str = DEFAULT_DB_ALIAS,
+    ) -> None:
+        """What became of the call in ``slot``: ``sent`` recipients accepted, then ``error``."""
+        if error is not None and not isinstance(error, TransportTimeoutError):
+            # Certainly refused (a timeout may hide an accepted call): the quota count goes back;
+            # the rate slot is spent.
+            slot.limiter.refund(slot.recipients - sent, slot.reservation)
+        if isinstance(error, QuotaExceededError):
+            now = time.time()
+            self._update(slot.limiter, lambda s: ratecontrol.on_quota_exceeded(s, now))
+            return
+        if slot.epoch is None:
+            return
+        refused = slot.recipients - sent if isinstance(error, ThrottledError) else 0
+        self._report(slot, sent, refused)
+
+    # --- reporting to the shared learned state ------------------------------------------------
+
+    def _report(self, slot: Slot, accepted: int, refused: int) -> None:
+        assert slot.epoch is not None
+        now = time.monotonic()
+        with self._lock:
+            state = self._state
+            if slot.epoch < state.epoch:
+                return  # sent at an earlier rate: old news
+            if not refused and state.phase != "measure":
+                return  # only a measuring window counts acceptances
+            done, seen = self._pending.get(slot.epoch, (0, 0))
+            self._pending[slot.epoch] = (done + accepted, seen + refused)
+            # A throttle that must cut the rate is reported at once; the rest in batches.
+            urgent = refused > 0 and state.phase != "measure"
+            if not urgent and now - self._reported_at < REPORT_SECONDS:
+                return
+            pending, self._pending = self._pending, {}
+            self._reported_at = now
+        self._update(slot.limiter, lambda s: _apply(s, pending, time.time()))
+
+    def _report_waiting(self, limiter: RateLimiter, using: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._waiting_reported_at < WAITING_REPORT_SECONDS:
+                return
+            self._waiting_reported_at = now
+            pending, self._pending = self._pending, {}
+        now_unix = time.time()
+        self._update(
+            limiter, lambda s: ratecontrol.on_waiting(_apply(s, pending, now_unix), now_unix)
+        )
+
+    def _update(self, limiter: RateLimiter, change: Callable[[RateState], RateState]) -> None:
+        stored = limiter.update_state(lambda text: change(RateState.from_json(text)).to_json())
+        with self._lock:
+            self._state, self._state_read_at = RateState.from_json(stored), time.monotonic()
+
+
+def _apply(state: RateState, pending: dict[int, tuple[int, int]], now: float) -> RateState:
+    for epoch, (accepted, refused) in sorted(pending.items()):
+        state = ratecontrol.on_outcomes(state, now, epoch=epoch, accepted=accepted, refused=refused)
+    return ratecontrol.settle(state, now)
+
+
+def _wait_for_slot(
+    limiter: RateLimiter, limits: Limits, recipients: int, *, max_wait: float
+) -> tuple[Reservation, bool]:
+    """Reserve a slot and sleep until it; re-reserve if we woke too late. Also says whether we
+    waited (senders want more than the rate: what the learned rate grows on)."""
+    waited = False
+    reservation = Reservation(allowed=False, reason="rate")
+    for _ in range(_SLOT_TRIES):
+        reservation = limiter.reserve(recipients, limits, max_wait=max_wait)
+        if not reservation.allowed:
+            return reservation, True
+        # Lateness is measured on this process's clock: the Redis limiter's slot times are
+        # Redis's.
+        slot = time.monotonic() + reservation.wait
+        if reservation.wait > 0:
+            waited = True
+            time.sleep(reservation.wait)
+        if time.monotonic() - slot <= LATE_SLOT_TOLERANCE:
+            return reservation, waited
+        # The slot is spent (the schedule has moved on); its quota count is given back.
+        limiter.refund(recipients, reservation)
+    return reservation, waited
+
+
+_pacers: dict[SESOptions, Pacer] = {}
+_pacers_lock = threading.Lock()
+
+
+def pacer_for(options: SESOptions) -> Pacer:
+    """The pacer of ``options``' SES account in this process."""
+    key = dataclasses.replace(options, configuration_set=None)
+    pacer = _pacers.get(key)
+    if pacer is None:
+        with _pacers_lock:
+            pacer = _pacers.setdefault(key, Pacer(key))
+    return pacer
+
+
+def clear_pacers() -> None:
+    """Forget every pacer's cached state (tests)."""
+    with _pacers_lock:
+        _pacers.clear()
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountPacing:
+    """What ``manage.py sendwell status`` shows for one account."""
+
+    name: str
+    limits: quota.KnownLimits
+    learned: RateState | None  # None: nothing learned (the limits were readable)
+
+    @property
+    def rate_in_force(self) -> float | None:
+        if self.limits.rate is not None:
+            return self.limits.rate
+        return None if self.learned is None else self.learned.rate
+
+    def describe(self) -> str:
+        limits = self.limits
+        if limits.rate_source == "unknown":
+            rate = (
+                f"rate learned from SES: {self.learned.rate:.3g}/s ({self.learned.phase}"
+                + (
+                    f", SES measured at {self.learned.measured:.3g}/s"
+                    if self.learned.measured
+                    else ""
+                )
+                + ")"
+                if self.learned is not None
+                else f"rate not learned yet (starts at {ratecontrol.INITIAL_RATE:g}/s)"
+            )
+        else:
+            rate = f"rate {limits.rate:.3g}/s from {limits.rate_source}"
+        daily = {
+            "ses": f"{limits.daily:g} per 24 h from ses",
+            "settings": f"{limits.daily:g} per 24 h from settings",
+            "unlimited": "no 24-hour cap (SES: unlimited)",
+            "unknown": "no 24-hour cap (unknown)",
+        }[limits.daily_source]
+        parts = [rate, daily]
+        if limits.production_access is False:
+            parts.append("sandbox (SES: ProductionAccessEnabled false)")
+        if limits.error:
+            parts.append(f"limits unreadable: {limits.error}")
+        if self.learned is not None and self.learned.paused_until > time.time():
+            parts.append(
+                "paused by SES's daily quota until "
+                + time.strftime("%H:%M:%S", time.localtime(self.learned.paused_until))
+            )
+        return f"{self.name}: " + "; ".join(parts)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "account": self.name,
+            "rate_in_force": self.rate_in_force,
+            "rate_source": "learned" if self.limits.rate is None else self.limits.rate_source,
+            "daily": self.limits.daily,
+            "daily_source": self.limits.daily_source,
+            "production_access": self.limits.production_access,
+            "error": self.limits.error,
+            "learned_rate": None if self.learned is None else self.learned.rate,
+            "learned_phase": None if self.learned is None else self.learned.phase,
+            "measured_rate": None if self.learned is None else self.learned.measured,
+        }
+
+
+def account_pacing() -> list[AccountPacing]:
+    """Every account sendwell has read limits for, with its learned rate (the status command)."""
+    accounts = []
+    fraction = float(conf.setting("RATE_FRACTION"))
+    for row in AccountQuota.objects.order_by("name"):
+        limits = quota.known_limits(
+            row, conf.setting("MAX_SEND_RATE"), conf.setting("MAX_24_HOUR_SEND"), fraction
+        )
+        text = limiter_for(row.name).read_state()
+        accounts.append(
+            AccountPacing(row.name, limits, RateState.from_json(text) if text else None)
+        )
+    return accounts
