@@ -95,6 +95,7 @@ def run_engine(
                 procs.start(h.worker_command(kind), env, log=tmp / f"{engine}-worker-{i}.log")
                 for i in range(args.workers)
             ]
+            worker_pids = [w.pid for w in workers]
             time.sleep(args.warmup)  # let the workers import Django and start polling
             cpu_before = sum(h.cpu_seconds(w.pid) for w in workers)
             load_before = h.loadavg()
@@ -119,6 +120,8 @@ def run_engine(
     figures.update(
         engine=engine,
         refused=sum(stats["refused"].values()),
+        refused_by_reason=stats["refused"],
+        send_requests=stats["send_requests"],
         statuses=outbox["statuses"],
         attempts=outbox["attempts"],
         enqueue_seconds=enqueued["finished"] - enqueued["started"],
@@ -126,6 +129,11 @@ def run_engine(
         worker_cpu_ms=1000 * worker_cpu / max(figures["count"], 1),
         peak_rss_mb=peak_rss / 1024,
         load=f"{load_before} -> {load_after}",
+        # For analyses of the run (benchmarks/bench_learned_rate.py's ramp-up breakdown).
+        enqueue_started=enqueued["started"],
+        enqueue_batches=enqueued.get("batches", []),
+        worker_pids=worker_pids,
+        database=extra["SENDWELL_BENCH_DATABASE"],
     )
     return figures
 

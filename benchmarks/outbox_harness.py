@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import signal
@@ -382,6 +383,7 @@ def _cmd_enqueue(args: argparse.Namespace) -> dict[str, Any]:
     addresses = recipients(args.prefix, args.count)
     backend = mailers.default
     started = time.time()
+    batches: list[float] = []  # when each send_messages() returned: its rows are committed
     for start in range(0, args.count, args.batch):
         batch = [
             EmailMessage(
@@ -393,7 +395,8 @@ def _cmd_enqueue(args: argparse.Namespace) -> dict[str, Any]:
             for index, address in enumerate(addresses[start : start + args.batch], start)
         ]
         backend.send_messages(batch)
-    return {"started": started, "finished": time.time(), "count": args.count}
+        batches.append(time.time())
+    return {"started": started, "finished": time.time(), "count": args.count, "batches": batches}
 
 
 def _cmd_outbox(args: argparse.Namespace) -> dict[str, Any]:
@@ -425,8 +428,99 @@ def _cmd_outbox(args: argparse.Namespace) -> dict[str, Any]:
     return {"statuses": statuses, "attempts": outcomes}
 
 
+def _error_text(exc: BaseException) -> str:
+    """``module.Class [code]: message`` of an exception, in one line of at most 300 characters."""
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            kind += f" [{code}]"
+    return f"{kind}: {exc}".replace("\n", " ")[:300]
+
+
+class _LogCollector(logging.Handler):
+    """Keeps the log records of this process (the driver's own loggers go nowhere else)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}"[:400])
+
+
+def _call_figures(
+    calls: list[tuple[float, float, int, str | None]], log: _LogCollector
+) -> dict[str, Any]:
+    """What a loop of ``(started, finished, sent, error)`` calls did, for the JSON answer."""
+    errors: dict[str, int] = {}
+    examples: list[str] = []
+    for _, _, _, error in calls:
+        if error is None:
+            continue
+        kind = error.partition(":")[0]
+        errors[kind] = errors.get(kind, 0) + 1
+        if error not in examples and len(examples) < 5:
+            examples.append(error)
+    first_error = next((i for i, call in enumerate(calls) if call[3] is not None), None)
+    distinct_logs = list(dict.fromkeys(log.lines))
+    return {
+        "started": calls[0][0] if calls else time.time(),
+        "finished": calls[-1][1] if calls else time.time(),
+        "calls": len(calls),
+        "sent": sum(call[2] for call in calls),
+        "exceptions": sum(errors.values()),
+        "errors": errors,
+        "error_examples": examples,
+        "first_error_index": first_error,
+        "durations": [round(call[1] - call[0], 6) for call in calls],
+        "log_lines": len(log.lines),
+        "log_examples": distinct_logs[:8],
+    }
+
+
+def _collect_logs() -> _LogCollector:
+    collector = _LogCollector()
+    for name in ("sendwell", "django_ses", "botocore.retries", "botocore.retryhandler"):
+        logging.getLogger(name).addHandler(collector)
+    logging.getLogger("sendwell").setLevel(logging.INFO)
+    return collector
+
+
+def _example_message(index: int, address: str) -> tuple[str, str, str, list[str]]:
+    return (
+        f"Your receipt #{index:06d}",
+        f"Hello,\n\nthank you for order #{index:06d}.\n\n-- \nThe Example Shop\n",
+        SENDER,
+        [address],
+    )
+
+
+def _cmd_send_mail_loop(args: argparse.Namespace) -> dict[str, Any]:
+    """``count`` calls of ``django.core.mail.send_mail()`` (one recipient each), one after
+    another, through the default mailer (``SENDWELL_BENCH_BACKEND``): a new backend per call, as
+    applications send. Every exception is caught, counted and described, never raised."""
+    from django.core.mail import send_mail  # noqa: PLC0415
+
+    log = _collect_logs()
+    calls: list[tuple[float, float, int, str | None]] = []
+    for index, address in enumerate(recipients(args.prefix, args.count)):
+        started = time.time()
+        try:
+            sent, error = send_mail(*_example_message(index, address)), None
+        except Exception as exc:
+            sent, error = 0, _error_text(exc)
+        calls.append((started, time.time(), int(sent or 0), error))
+    return _call_figures(calls, log)
+
+
 def _cmd_django_ses(args: argparse.Namespace) -> dict[str, Any]:
-    """Send ``count`` messages serially through django-ses's backend, over one connection."""
+    """Send ``count`` messages serially through django-ses's backend, over one connection.
+
+    ``--each``: one ``send_messages([message])`` per message over that connection, every
+    exception caught and counted (without it, one ``send_messages()`` of all, which raises).
+    ``AWS_SES_AUTO_THROTTLE`` comes from the settings (``SENDWELL_BENCH_DJANGO_SES_THROTTLE``)."""
     from django.core.mail import EmailMessage  # noqa: PLC0415
     from django_ses import SESBackend  # noqa: PLC0415
 
@@ -446,6 +540,18 @@ def _cmd_django_ses(args: argparse.Namespace) -> dict[str, Any]:
         )
         for index, address in enumerate(recipients(args.prefix, args.count))
     ]
+    if args.each:
+        log = _collect_logs()
+        calls: list[tuple[float, float, int, str | None]] = []
+        with backend:
+            for message in messages:
+                started = time.time()
+                try:
+                    sent, error = backend.send_messages([message]), None
+                except Exception as exc:
+                    sent, error = 0, _error_text(exc)
+                calls.append((started, time.time(), int(sent or 0), error))
+        return _call_figures(calls, log)
     started = time.time()
     with backend:
         sent = backend.send_messages(messages)
@@ -457,6 +563,7 @@ _COMMANDS = {
     "enqueue": _cmd_enqueue,
     "outbox": _cmd_outbox,
     "django-ses": _cmd_django_ses,
+    "send-mail-loop": _cmd_send_mail_loop,
 }
 
 
@@ -474,6 +581,10 @@ def _driver_main(argv: list[str] | None = None) -> int:
     django_ses.add_argument("--count", type=int, required=True)
     django_ses.add_argument("--url", required=True)
     django_ses.add_argument("--prefix", default="djses")
+    django_ses.add_argument("--each", action="store_true")
+    loop = commands.add_parser("send-mail-loop")
+    loop.add_argument("--count", type=int, required=True)
+    loop.add_argument("--prefix", default="sync")
     args = parser.parse_args(argv)
     _driver_setup()
     print(json.dumps(_COMMANDS[args.command](args)))

@@ -8,7 +8,11 @@ Everything comes from environment variables, which the benchmark sets for its wo
 - ``SENDWELL_BENCH_SES_URL``: the SES endpoint (``python -m sendwell.testing.fake_ses``);
 - ``SENDWELL_BENCH_TASKS``: ``db`` (django-tasks-db, ``db_worker``) or ``rq`` (django-tasks-rq,
   ``rqworker``, with ``SENDWELL_BENCH_REDIS_URL``);
-- ``SENDWELL_BENCH_SENDWELL``: the ``SENDWELL`` dict as JSON.
+- ``SENDWELL_BENCH_SENDWELL``: the ``SENDWELL`` dict as JSON (unset or ``{}``: sendwell's defaults);
+- ``SENDWELL_BENCH_BACKEND``: the default mailer: ``outbox`` (``sendwell.backends.OutboxBackend``,
+  the default), ``ses`` (``sendwell.backends.SESBackend``, synchronous) or ``django-ses``
+  (``django_ses.SESBackend``, SES v2, with ``SENDWELL_BENCH_DJANGO_SES_THROTTLE``: unset for its
+  default ``AWS_SES_AUTO_THROTTLE``, ``off`` for None, or a number).
 """
 
 from __future__ import annotations
@@ -64,19 +68,40 @@ DATABASES = {
     "default": _database(os.environ.get("SENDWELL_BENCH_DATABASE", "sqlite:/tmp/sendwell-bench.db"))
 }
 
-MAILERS = {
-    "default": {
-        "BACKEND": "sendwell.backends.OutboxBackend",
-        "OPTIONS": {
-            "ses": {
-                "region_name": "us-east-1",
-                "access_key_id": "testing",
-                "secret_access_key": "testing-secret",
-                "endpoint_url": os.environ.get("SENDWELL_BENCH_SES_URL", "http://127.0.0.1:1"),
-            }
-        },
-    }
+_SES_URL = os.environ.get("SENDWELL_BENCH_SES_URL", "http://127.0.0.1:1")
+_SES_OPTIONS = {
+    "region_name": "us-east-1",
+    "access_key_id": "testing",
+    "secret_access_key": "testing-secret",
+    "endpoint_url": _SES_URL,
 }
+_BACKEND = os.environ.get("SENDWELL_BENCH_BACKEND", "outbox")
+MAILERS: dict[str, dict[str, Any]]
+AWS_SES_AUTO_THROTTLE: float | None
+if _BACKEND == "ses":
+    MAILERS = {"default": {"BACKEND": "sendwell.backends.SESBackend", "OPTIONS": _SES_OPTIONS}}
+elif _BACKEND == "django-ses":
+    MAILERS = {
+        "default": {
+            "BACKEND": "django_ses.SESBackend",
+            "OPTIONS": {
+                "aws_access_key": "testing",
+                "aws_secret_key": "testing-secret",
+                "aws_region_name": "us-east-1",
+                "aws_region_endpoint": _SES_URL,
+                "use_ses_v2": True,  # as sendwell: SES v2 SendEmail with raw MIME
+            },
+        }
+    }
+    _THROTTLE = os.environ.get("SENDWELL_BENCH_DJANGO_SES_THROTTLE", "")
+    if _THROTTLE == "off":
+        AWS_SES_AUTO_THROTTLE = None
+    elif _THROTTLE:
+        AWS_SES_AUTO_THROTTLE = float(_THROTTLE)
+else:
+    MAILERS = {
+        "default": {"BACKEND": "sendwell.backends.OutboxBackend", "OPTIONS": {"ses": _SES_OPTIONS}}
+    }
 
 SENDWELL = json.loads(os.environ.get("SENDWELL_BENCH_SENDWELL") or "{}")
 

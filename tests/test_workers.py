@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from sendwell.conf import DEFAULTS
 from sendwell.testing.fake_ses import AcceptedMessage, FakeSES
 from sendwell.testing.servers import PostgresServer, RedisServer
 from tests.server_fixtures import postgres_server, redis_server  # noqa: F401
@@ -447,6 +448,70 @@ def test_sqlite_db_worker_two_processes_deliver_once_within_the_rate(
     # The limits came from SES (GetAccount), stored once for every worker.
     [(rate,)] = deployment.db.rows("SELECT max_send_rate FROM sendwell_accountquota")
     assert rate == RATE
+
+
+# The worker settings a new user gets (tests/worker_project/settings.py tunes some for speed).
+DEFAULT_WORKER_SETTINGS = {
+    key: DEFAULTS[key]
+    for key in (
+        "LEASE_SECONDS",
+        "BACKOFF_BASE_SECONDS",
+        "BACKOFF_MAX_SECONDS",
+        "CONCURRENCY",
+        "BATCH_SIZE",
+        "TASK_TIME_BUDGET_SECONDS",
+    )
+}
+LEARNED_RATE = 50
+LEARNED_MESSAGES = 600
+
+
+def test_unreadable_limits_four_workers_learn_the_rate_ses_enforces(
+    processes: Processes, sqlite_url: str
+) -> None:
+    """The guide's IAM policy (no ses:GetAccount / ses:GetSendQuota), SES enforcing 50/s as it
+    counts (a budget of one second), four db_workers with the default settings."""
+    ses = FakeSESProcess(
+        processes,
+        *("--rate", str(LEARNED_RATE), "--enforce-ses", "--latency", "0.05"),
+        *("--get-account", "denied", "--get-send-quota", "denied"),
+    )
+    deployment = Deployment(
+        processes,
+        database_url=sqlite_url,
+        ses_endpoint=ses.endpoint_url,
+        sendwell=DEFAULT_WORKER_SETTINGS,
+    )
+    for _ in range(4):
+        deployment.start_worker()
+    deployment.enqueue("learn", LEARNED_MESSAGES, per_call=50)
+    deployment.wait_all_finished(LEARNED_MESSAGES, timeout=180)
+    accepted = ses.messages
+    assert_each_delivered_once(deployment, accepted, "learn", LEARNED_MESSAGES)
+    stats = ses.stats()
+    [(learned,)] = deployment.db.rows("SELECT learned FROM sendwell_ratebucket")
+    state = json.loads(learned)
+    [(rate, error)] = deployment.db.rows("SELECT max_send_rate, error FROM sendwell_accountquota")
+    times = sorted(m.received_at for m in accepted)
+    report(
+        "SQLite + db_worker x4, limits unreadable, SES enforcing 50/s",
+        messages=len(accepted),
+        throughput_per_s=round((len(times) - 1) / (times[-1] - times[0]), 1),
+        learned_rate=round(state["rate"], 1),
+        measured=state["measured"],
+        refused=stats["refused"].get("rate", 0),
+        send_requests=stats["send_requests"],
+        worker_processes=len(worker_processes(deployment)),
+    )
+    # Unknown, not the sandbox's: nothing stored as 1/s, and the rate was learned from SES.
+    assert rate is None
+    assert "ses:GetAccount not allowed" in error
+    assert state["measured"] is not None
+    assert 0.8 * LEARNED_RATE <= state["rate"] <= LEARNED_RATE
+    # Few calls refused, whatever the number of messages: the start's overshoot (calls already
+    # given slots at the rate SES first throttled) and one measuring window, together about a
+    # second's worth of the rate; each is retried about a second later.
+    assert stats["refused"].get("rate", 0) <= 2 * LEARNED_RATE
 
 
 # --- b. PostgreSQL + Redis + django-tasks-rq ---------------------------------------------------

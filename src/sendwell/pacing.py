@@ -249,37 +249,28 @@ class AccountPacing:
         return None if self.learned is None else self.learned.rate
 
     def describe(self) -> str:
-        limits = self.limits
-        if limits.rate_source == "unknown":
-            rate = (
-                f"rate learned from SES: {self.learned.rate:.3g}/s ({self.learned.phase}"
-                + (
-                    f", SES measured at {self.learned.measured:.3g}/s"
-                    if self.learned.measured
-                    else ""
-                )
-                + ")"
-                if self.learned is not None
-                else f"rate not learned yet (starts at {ratecontrol.INITIAL_RATE:g}/s)"
-            )
-        else:
+        limits, learned = self.limits, self.learned
+        if limits.rate is not None:
             rate = f"rate {limits.rate:.3g}/s from {limits.rate_source}"
-        daily = {
-            "ses": f"{limits.daily:g} per 24 h from ses",
-            "settings": f"{limits.daily:g} per 24 h from settings",
-            "unlimited": "no 24-hour cap (SES: unlimited)",
-            "unknown": "no 24-hour cap (unknown)",
-        }[limits.daily_source]
+        elif learned is None:
+            rate = f"rate not learned yet (starts at {ratecontrol.INITIAL_RATE:g}/s)"
+        else:
+            measured = f", SES measured at {learned.measured:.3g}/s" if learned.measured else ""
+            rate = f"rate learned from SES: {learned.rate:.3g}/s ({learned.phase}{measured})"
+        if limits.daily is not None:
+            daily = f"{limits.daily:g} per 24 h from {limits.daily_source}"
+        elif limits.daily_source == "unlimited":
+            daily = "no 24-hour cap (SES: unlimited)"
+        else:
+            daily = "no 24-hour cap (unknown)"
         parts = [rate, daily]
         if limits.production_access is False:
             parts.append("sandbox (SES: ProductionAccessEnabled false)")
         if limits.error:
             parts.append(f"limits unreadable: {limits.error}")
-        if self.learned is not None and self.learned.paused_until > time.time():
-            parts.append(
-                "paused by SES's daily quota until "
-                + time.strftime("%H:%M:%S", time.localtime(self.learned.paused_until))
-            )
+        if learned is not None and learned.paused_until > time.time():
+            until = time.strftime("%H:%M:%S", time.localtime(learned.paused_until))
+            parts.append(f"paused by SES's daily quota until {until}")
         return f"{self.name}: " + "; ".join(parts)
 
     def to_json(self) -> dict[str, object]:
