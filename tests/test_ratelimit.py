@@ -255,3 +255,30 @@ def test_low_rates_reserve_each_call() -> None:
     for _ in range(3):
         limiter.reserve(1, Limits(rate=14.0, daily=1e9), max_wait=10)
     assert RateBucket.objects.get(name=name).version == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["database", "redis"])
+def test_learned_state_changes_from_many_threads_are_never_lost(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """update_state is a compare-and-swap: 8 threads x 25 increments end at exactly 200."""
+    name = f"state-{kind}-{time.monotonic_ns()}"
+    url = request.getfixturevalue("redis_server").url if kind == "redis" else None
+
+    def increment(text: str) -> str:
+        return str(int(text or "0") + 1)
+
+    def run() -> None:
+        limiter: RateLimiter = RedisRateLimiter(name, url) if url else DatabaseRateLimiter(name)
+        for _ in range(25):
+            limiter.update_state(increment)
+        connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    limiter: RateLimiter = RedisRateLimiter(name, url) if url else DatabaseRateLimiter(name)
+    assert limiter.read_state() == "200"

@@ -234,6 +234,9 @@ def clear_pacers() -> None:
         _pacers.clear()
 
 
+_SOURCE = {"ses": "SES", "settings": "settings", "unknown": "nowhere", "unlimited": "SES"}
+
+
 @dataclasses.dataclass(frozen=True)
 class AccountPacing:
     """What ``manage.py sendwell status`` shows for one account."""
@@ -251,14 +254,14 @@ class AccountPacing:
     def describe(self) -> str:
         limits, learned = self.limits, self.learned
         if limits.rate is not None:
-            rate = f"rate {limits.rate:.3g}/s from {limits.rate_source}"
+            rate = f"rate {limits.rate:.3g}/s from {_SOURCE[limits.rate_source]}"
         elif learned is None:
             rate = f"rate not learned yet (starts at {ratecontrol.INITIAL_RATE:g}/s)"
         else:
             measured = f", SES measured at {learned.measured:.3g}/s" if learned.measured else ""
             rate = f"rate learned from SES: {learned.rate:.3g}/s ({learned.phase}{measured})"
         if limits.daily is not None:
-            daily = f"{limits.daily:g} per 24 h from {limits.daily_source}"
+            daily = f"{limits.daily:g} per 24 h from {_SOURCE[limits.daily_source]}"
         elif limits.daily_source == "unlimited":
             daily = "no 24-hour cap (SES: unlimited)"
         else:

@@ -130,13 +130,12 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # sendwell's own settings (docs/configuration.md). Every send goes through a rate limiter shared
-# by all processes and sized from the account's SES quota; SES's sandbox allows 1 message per
-# second. Let a synchronous send wait up to 2 s for its turn rather than fail at once with
-# ThrottledError (the default, 0, suits sites that queue mail with EMAIL_QUEUE=True instead).
-# With EMAIL_QUEUE=True a worker claims BATCH_SIZE messages at a time (default 50). At this
-# site's rates a smaller claim lets every worker take part in a batch, and leaves fewer
-# messages waiting out the claim's lease if a worker dies holding them.
-SENDWELL = {"SYNC_MAX_WAIT": 2.0, "BATCH_SIZE": 10}
+# by all processes, sized from the account's SES limits (or learned from SES's answers when the
+# IAM policy does not allow reading them); a synchronous send waits for its turn up to
+# SYNC_MAX_WAIT (10 s). With EMAIL_QUEUE=True a worker claims BATCH_SIZE messages at a time
+# (default 50). At this site's rates a smaller claim lets every worker take part in a batch, and
+# leaves fewer messages waiting out the claim's lease if a worker dies holding them.
+SENDWELL = {"BATCH_SIZE": 10}
 
 # sendwell logs each delivery attempt; show them on the console (and in the demo's output).
 LOGGING = {
