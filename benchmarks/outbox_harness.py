@@ -558,12 +558,65 @@ def _cmd_django_ses(args: argparse.Namespace) -> dict[str, Any]:
     return {"started": started, "finished": time.time(), "sent": sent}
 
 
+def _cmd_cold_start(args: argparse.Namespace) -> dict[str, Any]:
+    """Time, in this fresh process (Django set up, as a worker is before its first task), the
+    steps of a first delivery before and including its first SES call: what a worker pays
+    once, on the first task it runs. Wall clock and this process's CPU time, per step."""
+    import importlib  # noqa: PLC0415
+
+    steps: list[dict[str, Any]] = []
+
+    def step(name: str, run: Any) -> Any:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            value = run()
+            error = None
+        except Exception as exc:
+            value, error = None, _error_text(exc)
+        steps.append(
+            {
+                "step": name,
+                "wall": time.perf_counter() - wall,
+                "cpu": time.process_time() - cpu,
+                "error": error,
+            }
+        )
+        return value
+
+    step(
+        "import sendwell.tasks (delivery, boto3)", lambda: importlib.import_module("sendwell.tasks")
+    )
+    from django.core.mail import EmailMessage  # noqa: PLC0415
+
+    from sendwell import aws, pacing, quota  # noqa: PLC0415
+    from sendwell.mime import prepare  # noqa: PLC0415
+    from sendwell.worker import route_for  # noqa: PLC0415
+
+    route = step("build the route (mailer, SES transport)", lambda: route_for("default"))
+    options = route.ses.options
+    step("boto3 client for the configured API", lambda: aws.ses_client(options))
+    limits = step(
+        "account limits (GetAccount / GetSendQuota, stored)", lambda: quota.current_limits(options)
+    )
+    pacer = pacing.pacer_for(options)
+    step("first send slot (limiter, learned state)", lambda: pacer.acquire(1, max_wait=5.0))
+    email = EmailMessage("Cold start", "Hello.\n", SENDER, ["cold-start@example.net"])
+    prepared = prepare(email, configuration_set=None)
+    step("first SES call (new connection)", lambda: route.ses.send(prepared))
+    step("second SES call (kept-alive connection)", lambda: route.ses.send(prepared))
+    return {
+        "steps": steps,
+        "limits": None if limits is None else {"rate": limits.rate, "source": limits.rate_source},
+    }
+
+
 _COMMANDS = {
     "migrate": _cmd_migrate,
     "enqueue": _cmd_enqueue,
     "outbox": _cmd_outbox,
     "django-ses": _cmd_django_ses,
     "send-mail-loop": _cmd_send_mail_loop,
+    "cold-start": _cmd_cold_start,
 }
 
 
@@ -585,6 +638,7 @@ def _driver_main(argv: list[str] | None = None) -> int:
     loop = commands.add_parser("send-mail-loop")
     loop.add_argument("--count", type=int, required=True)
     loop.add_argument("--prefix", default="sync")
+    commands.add_parser("cold-start")
     args = parser.parse_args(argv)
     _driver_setup()
     print(json.dumps(_COMMANDS[args.command](args)))

@@ -26,7 +26,7 @@ from django.core.mail import EmailMessage
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sendwell import conf, quota
+from sendwell import conf
 from sendwell.db import bookkeeping_alias
 from sendwell.exceptions import (
     DeliveryError,
@@ -490,7 +490,7 @@ def _failed_attempt(
 
 def _circuit_name(route: Route) -> str:
     assert route.ses is not None
-    return quota.bucket_name(route.ses.options)
+    return pacer_for(route.ses.options).name
 
 
 def _circuit_failure(route: Route) -> None:

@@ -55,7 +55,8 @@ CUT = 0.8
 WINDOW_SECONDS = 1.0
 # A window closes after WINDOW_SECONDS once it has seen this many outcomes, or at the latest
 # after MAX_WINDOW_SECONDS (a slow account sends few calls in a second).
-MIN_EVIDENCE = 4
+MIN_EVIDENCE = 10
+MIN_ACCEPTED = 5
 MAX_WINDOW_SECONDS = 5.0
 SAFETY = 0.97
 HOLD_SECONDS = 120.0
@@ -130,10 +131,13 @@ def settle(state: RateState, now: float) -> RateState:
     # SES's budget is spent while it throttles: what it accepts of the window's sends is its
     # rate (the window's senders were waiting for slots, so they sent at the window's rate).
     measured = max(MIN_RATE, state.window_rate * state.accepted / seen)
+    # A slow account accepts only a call or two in a window: a rough measure, so keep probing
+    # (each throttle measures again) instead of holding it for minutes.
+    confident = state.accepted >= MIN_ACCEPTED
     return dataclasses.replace(
         state,
         rate=_clamp(measured * SAFETY),
-        phase="hold",
+        phase="hold" if confident else "probe",
         epoch=state.epoch + 1,  # sends at the window's rate are still coming back throttled
         hold_until=now + HOLD_SECONDS,
         changed_at=now,
