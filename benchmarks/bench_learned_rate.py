@@ -19,8 +19,11 @@ nothing pins a rate or a 24-hour cap); where the account's limits are unreadable
     by ``--workers`` django-tasks-db ``db_worker`` processes on SQLite. sendwell must learn the
     rate from SES's throttling. Targets: the whole run (first to last arrival) and its steady
     middle 80 % at >= 90 % of the rate; refusals <= 3 % of the send requests; none lost or
-    duplicated. Also printed: the learned state (``sendwell_ratebucket.learned``) over time and
-    at the end, the workers' log lines, a ramp-up breakdown.
+    duplicated. Also printed: the learned state (``sendwell_ratebucket.learned``, sampled every
+    0.5 s from the SQLite file) at the end and in a timeline beside the arrivals, the refusals
+    and how far ahead the shared schedule is booked (``next_free`` minus now: slots already
+    handed out at the rate in force when they were taken), the workers' log lines, a ramp-up
+    breakdown (as for ``readable``).
 
 ``learned-sync``
     ``--sync-messages`` calls of ``send_mail()`` (one recipient each, a new
@@ -38,7 +41,9 @@ nothing pins a rate or a 24-hour cap); where the account's limits are unreadable
     the first enqueue commit to the first arrival, the rate in the first 1 s / 2 s after it, the
     seconds the head and tail cost against the steady rate, when each delivery task was picked
     up and when each worker process sent its first message (``sendwell_attempt.worker``, the SES
-    message ids matched to the endpoint's arrivals).
+    message ids matched to the endpoint's arrivals), the timeline, and the steps of one fresh
+    process's first delivery timed alone before the runs (importing ``sendwell.tasks``, the
+    route, the boto3 client, the account limits, the first slot, the first SES calls).
 
 ``django-ses``
     django-ses 4's ``SESBackend`` (SES v2) on the same endpoints, for comparison (no targets):
@@ -710,7 +715,7 @@ def print_learned(state: dict[str, Any] | None) -> None:
 def print_timeline(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    table = [
+    table: list[tuple[str, ...]] = [
         (
             "from s",
             "to s",
@@ -772,7 +777,9 @@ def print_rampup(name: str, ramp: dict[str, Any]) -> None:
         f" {ramp['head_cost']:.2f}, tail (last 10 %) {ramp['tail_cost']:.2f};"
         f" {ramp['actual_seconds']:.2f} s in all for {ramp['ideal_seconds']:.2f} s at the limit"
     )
-    tasks = [("task", "enqueued", "picked up", "finished", "wait", "status", "result")]
+    tasks: list[tuple[str, ...]] = [
+        ("task", "enqueued", "picked up", "finished", "wait", "status", "result")
+    ]
     for index, t in enumerate(ramp["tasks"][:16]):
         wait = (
             t["started"] - t["enqueued"]
@@ -794,7 +801,7 @@ def print_rampup(name: str, ramp: dict[str, Any]) -> None:
     if len(ramp["tasks"]) > 16:
         tasks.append((f"+{len(ramp['tasks']) - 16} more", "", "", "", "", "", ""))
     h.print_table("    delivery tasks (django-tasks-db), by enqueue time", tasks)
-    workers = [
+    workers: list[tuple[str, ...]] = [
         (
             "worker pid",
             "drains",
@@ -825,7 +832,7 @@ def print_rampup(name: str, ramp: dict[str, Any]) -> None:
 def print_cold_start(cold: dict[str, Any] | None) -> None:
     if not cold:
         return
-    rows = [("step", "wall ms", "CPU ms", "error")]
+    rows: list[tuple[str, ...]] = [("step", "wall ms", "CPU ms", "error")]
     for step in cold["steps"]:
         rows.append(
             (
@@ -955,7 +962,7 @@ def summary_row(r: dict[str, Any]) -> tuple[str, ...]:
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> list[Check]:
     checks: list[Check] = []
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             "scenario",
             "limit/s",
@@ -1019,7 +1026,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> list[Check]:
                 f"{r['account_requests']} account queries)"
             )
     if checks:
-        table = [("scenario", "target", "value", "")]
+        table: list[tuple[str, ...]] = [("scenario", "target", "value", "")]
         for c in checks:
             table.append((c.scenario, c.target, c.value[:110], "PASS" if c.ok else "FAIL"))
         h.print_table("Targets", table)

@@ -351,7 +351,7 @@ def print_machine() -> None:
         print(f"  {key:>8}: {value}")
 
 
-def print_table(title: str, rows: list[tuple[str, ...]]) -> None:
+def print_table(title: str, rows: Sequence[tuple[str, ...]]) -> None:
     print(f"\n{title}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):

@@ -306,3 +306,20 @@ def test_read_timeout_setting_applies_on_both_django_versions() -> None:
     # SES may have accepted a timed-out call: it is never repeated blindly (max_attempts 3 counts
     # 5xx and connection errors only).
     assert fake.send_requests == 1
+
+
+def test_a_task_worker_builds_its_ses_client_while_it_starts() -> None:
+    """db_worker / rqworker import the task module only with their first task: sendwell builds
+    what the first delivery needs when the worker process starts (sendwell.warmup)."""
+    from sendwell import warmup  # noqa: PLC0415
+    from sendwell.testing.fake_ses import FakeSES  # noqa: PLC0415
+
+    assert warmup.is_worker(["manage.py", "db_worker", "--interval", "1"])
+    assert warmup.is_worker(["/usr/lib/python3/django/__main__.py", "rqworker", "default"])
+    assert not warmup.is_worker(["manage.py", "runserver"])
+    assert not warmup.is_worker(["manage.py"])
+    with FakeSES() as fake, mailer_settings(SES, **ses_options(fake)):
+        aws.clear_clients()
+        assert warmup.warm_up() == 1
+        assert len(aws._clients) == 1
+        assert fake.requests == 0  # nothing is sent or asked at start-up

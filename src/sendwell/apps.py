@@ -1,4 +1,6 @@
-"""Django application config: registers sendwell's system checks."""
+"""Django application config: registers sendwell's system checks; warms up task workers."""
+
+import sys
 
 from django.apps import AppConfig
 
@@ -9,4 +11,8 @@ class SendwellConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from sendwell import checks  # noqa: F401, PLC0415  (registers the checks)
+        # Imported here: both need the app registry. checks registers the system checks.
+        from sendwell import checks, warmup  # noqa: F401, PLC0415
+
+        if warmup.is_worker(sys.argv):
+            warmup.warm_up()

@@ -609,7 +609,7 @@ class SyncSend:
             except DeliveryError as failure:
                 calls, error = list(failure.accepted), failure
             sent = {address.lower() for call in calls for address in call.recipients}
-            pacer.outcome(slot, sent=len(sent), error=error, using=self.using)
+            pacer.outcome(slot, sent=len(sent), error=error)
             accepted.extend(calls)
             pending = [address for address in pending if address.lower() not in sent]
             if error is not None:

@@ -9,19 +9,26 @@ worker of the account (its state lives with the shared limiter: :mod:`sendwell.p
 - **start**: from :data:`INITIAL_RATE` (14/s, what a new production account gets), the rate grows
   by :data:`START_GROWTH` per second while senders are waiting for it (never while idle: a rate
   nobody used teaches nothing) until SES first throttles.
-- **cut and measure**: on a throttle the rate is cut (by half after the start, by a fifth later)
-  and a one-second measuring window opens. SES keeps a budget of about one second of its rate,
-  refilled at that rate: by the time it first throttles, the budget is spent, and every call
-  it refuses in the window is a call the cut rate still sends too many. So
-  ``rate - refused / window`` *is* SES's rate; the controller holds :data:`SAFETY` of it.
-  A window without refusals means the cut went below SES's rate: it probes upwards again.
+- **cut and measure**: on a throttle the rate is cut (by half after the start, by a fifth after
+  a probe, by 5 % while holding a measure) and a measuring window opens. SES keeps a budget of
+  about one second of its rate, refilled at that rate: by the time it throttles, the budget is
+  spent, and from then on it accepts exactly its rate. So the share of the window's recipients
+  SES accepts, times the window's rate, *is* SES's rate; the controller holds :data:`SAFETY` of
+  it. The window lasts at least a second and until SES accepted :data:`MIN_ACCEPTED` recipients
+  in it (the measure is off by about one call) or refused :data:`MAX_REFUSED`, at most
+  :data:`MAX_WINDOW_SECONDS`. A window
+  without refusals means the cut went below SES's rate: after the start it probes upwards again;
+  after a probe or a hold it holds the cut rate.
 - **hold, then probe**: a measured rate is held for :data:`HOLD_SECONDS`, then probed gently
-  (:data:`PROBE_GROWTH` per second), so a quota AWS raised is found within minutes.
+  (:data:`PROBE_GROWTH` per second), so a quota AWS raised is found within minutes. A rough
+  measure (a slow account accepts a call or two per window) is probed at once instead.
 - **pause**: SES's "Daily message quota exceeded" pauses the whole account for
   :data:`QUOTA_PAUSE_SECONDS` (retrying soon only collects more refusals).
 
-Only throttles of calls whose slot began after the last change of course count as evidence:
-calls already in flight at the old rate come back throttled for a while and say nothing new.
+Each change of course starts a new epoch, and a send reports the epoch its slot was taken in:
+calls already in flight at an old rate come back throttled for a while and say nothing new.
+Right after a measure, throttles are ignored for a moment (:attr:`RateState.grace_until`) while
+SES's budget, spent by the window, fills up again.
 
 Everything here is pure (state in, state out; times are Unix seconds passed in), so it is
 tested without a database or SES, and the same code serves the database and Redis limiters.
@@ -43,8 +50,10 @@ MIN_RATE = 0.1
 MAX_RATE = 5000.0
 # Growth per second of waiting senders (exponential): x1.65/s before the first throttle, +5 %/s
 # when probing for a raised quota.
-START_GROWTH = 0.5
+START_GROWTH = 1.0
 PROBE_GROWTH = 0.05
+GROWTH_HEADROOM = 2.0
+FLOW_SECONDS = 1.0
 # At most this much growth time is counted per report (a first report after an idle hour must
 # not multiply the rate by e**1800).
 MAX_GROWTH_STEP = 1.0
@@ -52,14 +61,26 @@ MAX_GROWTH_STEP = 1.0
 # budget absorbs the excess for a while), probing by about 1.3x.
 CUT_AFTER_START = 0.5
 CUT = 0.8
+# A throttle while holding a measured rate: usually the measure was a call or two high, or
+# another sender joined; a small cut, then the window measures again.
+CUT_FROM_HOLD = 0.95
 WINDOW_SECONDS = 1.0
 # A window closes after WINDOW_SECONDS once it has seen this many outcomes, or at the latest
 # after MAX_WINDOW_SECONDS (a slow account sends few calls in a second).
 MIN_EVIDENCE = 10
-MIN_ACCEPTED = 5
+# A window goes on (up to MAX_WINDOW_SECONDS) until SES accepted this many calls' recipients in
+# it: the measure is off by about one call either way, so 40 make it good to a few percent.
+MIN_ACCEPTED = 40
+# ...or until it refused this many (a slow account would refuse many before accepting 40).
+MAX_REFUSED = 20
+# Fewer than this and the measure is rough (a slow account): keep probing rather than hold it.
+CONFIDENT_ACCEPTED = 5
 MAX_WINDOW_SECONDS = 5.0
-SAFETY = 0.97
+# Of the measured rate, this much is used (the measure's own error is a few percent).
+SAFETY = 0.95
 HOLD_SECONDS = 120.0
+HOLD_GROWTH = 0.002
+HOLD_CEILING = 0.98
 QUOTA_PAUSE_SECONDS = 600.0
 
 
@@ -84,6 +105,11 @@ class RateState:
     paused_until: float = 0.0
     throttles: int = 0  # throttles reported (for status and benchmarks)
     measured: float | None = None  # SES's rate as last measured
+    # Recipients SES accepted (all workers) since flow_since, and the rate that made over the
+    # last full FLOW_SECONDS: growth never runs ahead of what is really sent.
+    flow: int = 0
+    flow_since: float = 0.0
+    achieved: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
@@ -116,7 +142,10 @@ def settle(state: RateState, now: float) -> RateState:
         return state
     elapsed = now - state.changed_at
     seen = state.accepted + state.refused
-    if elapsed < WINDOW_SECONDS or (seen < MIN_EVIDENCE and elapsed < MAX_WINDOW_SECONDS):
+    enough = seen >= MIN_EVIDENCE and (
+        state.refused == 0 or state.accepted >= MIN_ACCEPTED or state.refused >= MAX_REFUSED
+    )
+    if elapsed < WINDOW_SECONDS or (not enough and elapsed < MAX_WINDOW_SECONDS):
         return state
     if state.refused == 0:
         if state.window_after == "start":
@@ -133,7 +162,7 @@ def settle(state: RateState, now: float) -> RateState:
     measured = max(MIN_RATE, state.window_rate * state.accepted / seen)
     # A slow account accepts only a call or two in a window: a rough measure, so keep probing
     # (each throttle measures again) instead of holding it for minutes.
-    confident = state.accepted >= MIN_ACCEPTED
+    confident = state.accepted >= CONFIDENT_ACCEPTED
     return dataclasses.replace(
         state,
         rate=_clamp(measured * SAFETY),
@@ -154,13 +183,32 @@ def on_waiting(state: RateState, now: float) -> RateState:
     if state.phase == "measure":
         return state
     if state.phase == "hold":
-        if now < state.hold_until:
+        if now >= state.hold_until:
+            return dataclasses.replace(state, phase="probe", changed_at=now)
+        if state.measured is None:
             return state
-        return dataclasses.replace(state, phase="probe", changed_at=now)
+        # Creep from SAFETY towards HOLD_CEILING of the measure: the measure is good to a few
+        # percent, and a held rate that is a little high only throttles after a long while.
+        ceiling = max(state.rate, state.measured * HOLD_CEILING)
+        rate = min(ceiling, state.rate * math.exp(HOLD_GROWTH * step))
+        return dataclasses.replace(state, rate=_clamp(rate), changed_at=now)
     growth = START_GROWTH if state.phase == "start" else PROBE_GROWTH
-    return dataclasses.replace(
-        state, rate=_clamp(state.rate * math.exp(growth * step)), changed_at=now
-    )
+    # The slots the workers are given may not all be used (threads waking late, the database),
+    # and SES only answers what is sent: the rate may lead what is really sent by
+    # GROWTH_HEADROOM at most, or it would run far past SES's before the first throttle.
+    ceiling = max(state.rate, INITIAL_RATE, GROWTH_HEADROOM * state.achieved)
+    rate = min(ceiling, state.rate * math.exp(growth * step))
+    return dataclasses.replace(state, rate=_clamp(rate), changed_at=now)
+
+
+def on_flow(state: RateState, now: float, accepted: int) -> RateState:
+    """SES accepted ``accepted`` more recipients (any epoch): the achieved rate, per second."""
+    if not state.flow_since or now < state.flow_since:
+        return dataclasses.replace(state, flow=accepted, flow_since=now)
+    flow, elapsed = state.flow + accepted, now - state.flow_since
+    if elapsed < FLOW_SECONDS:
+        return dataclasses.replace(state, flow=flow)
+    return dataclasses.replace(state, flow=0, flow_since=now, achieved=flow / elapsed)
 
 
 def on_outcomes(
@@ -180,7 +228,7 @@ def on_outcomes(
         return settle(state, now)
     if not refused or now < state.grace_until:
         return state
-    cut = CUT_AFTER_START if state.phase == "start" else CUT
+    cut = {"start": CUT_AFTER_START, "hold": CUT_FROM_HOLD}.get(state.phase, CUT)
     rate = _clamp(state.rate * cut)
     return dataclasses.replace(
         state,
