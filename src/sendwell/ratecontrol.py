@@ -8,7 +8,8 @@ worker of the account (its state lives with the shared limiter: :mod:`sendwell.p
 
 - **start**: from :data:`INITIAL_RATE` (14/s, what a new production account gets), the rate grows
   by :data:`START_GROWTH` per second while senders are waiting for it (never while idle: a rate
-  nobody used teaches nothing) until SES first throttles.
+  nobody used teaches nothing), and never more than :data:`GROWTH_HEADROOM` times ahead of what
+  SES really accepted, until SES first throttles.
 - **cut and measure**: on a throttle the rate is cut (by half after the start, by a fifth after
   a probe, by 5 % while holding a measure) and a measuring window opens. SES keeps a budget of
   about one second of its rate, refilled at that rate: by the time it throttles, the budget is
@@ -48,8 +49,10 @@ Phase = Literal["start", "measure", "hold", "probe"]
 INITIAL_RATE = 14.0
 MIN_RATE = 0.1
 MAX_RATE = 5000.0
-# Growth per second of waiting senders (exponential): x1.65/s before the first throttle, +5 %/s
-# when probing for a raised quota.
+# Growth per second of waiting senders (exponential): up to x2.7/s before the first throttle,
+# +5 %/s when probing for a raised quota; never more than GROWTH_HEADROOM times the rate SES
+# really accepted over the last FLOW_SECONDS (slots handed out are not all used at once, and a
+# rate far ahead of the sends would overshoot SES's by as much when the first throttle comes).
 START_GROWTH = 1.0
 PROBE_GROWTH = 0.05
 GROWTH_HEADROOM = 2.0
@@ -57,8 +60,8 @@ FLOW_SECONDS = 1.0
 # At most this much growth time is counted per report (a first report after an idle hour must
 # not multiply the rate by e**1800).
 MAX_GROWTH_STEP = 1.0
-# The cut on a throttle: the start overshoots by about 2.4x at START_GROWTH (SES's one-second
-# budget absorbs the excess for a while), probing by about 1.3x.
+# The cut on a throttle: the start overshoots by up to about 2x (GROWTH_HEADROOM; SES's
+# one-second budget absorbs the excess for a while), probing by about 1.3x.
 CUT_AFTER_START = 0.5
 CUT = 0.8
 # A throttle while holding a measured rate: usually the measure was a call or two high, or
