@@ -32,9 +32,11 @@ from sendwell.models import AccountQuota, Message, MessageStatus, RateBucket
 from sendwell.options import SESOptions
 from sendwell.ratecontrol import RateState
 from sendwell.testing.fake_ses import FakeSES
+from sendwell.testing.servers import RedisServer
 from sendwell.worker import drain
 from tests.conftest import SENDER
 from tests.mailers import SES, mailer_settings, ses_options
+from tests.server_fixtures import redis_server  # noqa: F401 - a fixture
 from tests.test_outbox import outbox_settings
 
 DEFAULTS: dict[str, Any] = {}
@@ -283,3 +285,25 @@ def test_daily_quota_exceeded_from_ses_pauses_the_whole_account() -> None:
         assert ses.send_requests == requests
     assert excinfo.value.code == "sendwell.quota"
     assert learned_state().paused_until > 0
+
+
+def test_with_the_redis_limiter_the_learned_rate_lives_in_redis(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    import redis  # noqa: PLC0415
+
+    settings = {"RATE_LIMITER": "redis", "REDIS_URL": redis_server.url}
+    with (
+        fake(max_send_rate=20, get_account="denied", get_send_quota="denied") as ses,
+        mailer_settings(SES, **ses_options(ses)),
+        override_settings(SENDWELL=settings),
+    ):
+        sent = [mail.send_mail("Loop", "Body", SENDER, [f"u{i}@example.net"]) for i in range(150)]
+        name = pacing.pacer_for(options_for(ses)).name
+    assert sent == [1] * 150
+    assert deliveries(ses) == {f"u{i}@example.net": 1 for i in range(150)}
+    stored = redis.Redis.from_url(redis_server.url).get(f"sendwell:{name}:learned")
+    state = RateState.from_json(stored)
+    assert state.throttles > 0  # SES's answers reached the shared state in Redis
+    assert 0.8 * 20 <= state.rate <= 20.0
+    assert not RateBucket.objects.exclude(learned="").exists()  # not in the database
