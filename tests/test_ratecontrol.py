@@ -87,12 +87,25 @@ def test_a_held_rate_is_probed_after_the_hold() -> None:
 def test_a_slow_account_window_waits_for_enough_evidence() -> None:
     state = dataclasses.replace(RateState(), rate=2.0, changed_at=T0)
     state = ratecontrol.on_outcomes(state, T0, epoch=0, refused=1)
-    state = ratecontrol.on_outcomes(state, T0 + 1.5, epoch=1, accepted=1, refused=1)
-    assert state.phase == "measure"  # 2 outcomes are not enough yet...
-    state = ratecontrol.on_outcomes(state, T0 + 5.0, epoch=1, accepted=1, refused=1)
+    state = ratecontrol.on_outcomes(state, T0 + 1.5, epoch=1, accepted=2, refused=6)
+    assert state.phase == "measure"  # 8 outcomes are not enough yet...
+    state = ratecontrol.on_outcomes(state, T0 + 4.0, epoch=1, accepted=1, refused=3)
+    assert state.phase == "measure"  # 12, but only 3 accepted and 9 refused...
+    state = ratecontrol.on_waiting(state, T0 + 5.0)
     # ...until the longest window has passed: a rough measure, so it goes on probing.
     assert state.phase == "probe"
-    assert state.measured == 0.5
+    assert state.measured == 0.25
+
+
+def test_a_window_with_too_little_evidence_is_given_up_not_measured() -> None:
+    """One refused call and a silence (the sending stopped): nothing to measure from. The rate
+    must not collapse to the minimum; it probes from the cut rate."""
+    state = dataclasses.replace(RateState(), rate=40.0, changed_at=T0)
+    state = ratecontrol.on_outcomes(state, T0, epoch=0, refused=1)
+    state = ratecontrol.on_outcomes(state, T0 + 0.5, epoch=1, refused=1)
+    state = ratecontrol.on_waiting(state, T0 + 3600)
+    assert (state.phase, state.rate, state.measured) == ("probe", 20.0, None)
+    assert state.epoch == 2
 
 
 def test_daily_quota_exceeded_pauses_the_account() -> None:

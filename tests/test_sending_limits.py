@@ -24,6 +24,7 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.test import override_settings
+from django.utils import timezone
 
 from sendwell import pacing, quota
 from sendwell.checks import check_account_limits
@@ -92,7 +93,7 @@ def test_unreadable_limits_a_loop_of_send_mail_all_succeed_at_the_rate_ses_accep
     # The rate was learned from SES's answers, close below what SES enforces.
     state = learned_state()
     assert state.measured is not None
-    assert 0.8 * 20 <= state.rate <= 20.0
+    assert 0.8 * 20 <= state.rate <= 1.05 * 20  # held at 0.95-0.98 of a measure good to ~3 %
     # SES refused a few calls while sendwell learned (each retried at once, within the budget).
     assert refused <= 0.1 * requests
     # Said once, in one line, naming the cause and what sendwell does instead.
@@ -305,5 +306,44 @@ def test_with_the_redis_limiter_the_learned_rate_lives_in_redis(
     stored = redis.Redis.from_url(redis_server.url).get(f"sendwell:{name}:learned")
     state = RateState.from_json(stored)
     assert state.throttles > 0  # SES's answers reached the shared state in Redis
-    assert 0.8 * 20 <= state.rate <= 20.0
+    assert 0.8 * 20 <= state.rate <= 1.05 * 20  # held at 0.95-0.98 of a measure good to ~3 %
     assert not RateBucket.objects.exclude(learned="").exists()  # not in the database
+
+
+def test_a_transient_failure_keeps_the_limits_read_before() -> None:
+    """One worker's throttled or failed GetAccount must not make every worker forget the
+    account's limits: they stay, and are asked for again soon."""
+    with fake(max_send_rate=14) as ses, override_settings(SENDWELL={}):
+        quota.refresh(options_for(ses))
+        ses.configure(get_account="error", get_send_quota="error")
+        row = quota.refresh(options_for(ses))
+    assert (row.max_send_rate, row.max_24_hour_send) == (14, 50_000)
+    age = (timezone.now() - row.fetched_at).total_seconds()
+    assert 300 - quota.RETRY_SECONDS - 5 <= age <= 300  # due again in about RETRY_SECONDS
+
+
+def test_a_connection_dropped_after_the_request_is_not_sent_again() -> None:
+    """SES may have accepted a call whose answer never came: send_mail() raises, it does not
+    repeat the call (botocore used to, three times)."""
+    from sendwell.exceptions import TransportConnectionError  # noqa: PLC0415
+
+    with (
+        fake(max_send_rate=14) as ses,
+        mailer_settings(SES, **ses_options(ses)),
+        override_settings(SENDWELL=DEFAULTS),
+    ):
+        ses.inject("drop_after_accept", times=3)
+        with pytest.raises(TransportConnectionError) as excinfo:
+            mail.send_mail("Once", "Body", SENDER, ["a@example.net"])
+    assert excinfo.value.in_doubt
+    assert len(ses.messages) == 1
+    assert ses.send_requests == 1
+
+
+def test_a_removed_setting_warns_and_is_ignored() -> None:
+    from sendwell.settings_check import sendwell_setting_problems  # noqa: PLC0415
+
+    with override_settings(SENDWELL={"FALLBACK_SEND_RATE": 1.0}):
+        [problem] = sendwell_setting_problems()
+    assert problem.id == "sendwell.W004"
+    assert "learns the rate" in problem.hint

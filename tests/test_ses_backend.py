@@ -315,7 +315,8 @@ def test_a_task_worker_builds_its_ses_client_while_it_starts() -> None:
     from sendwell.testing.fake_ses import FakeSES  # noqa: PLC0415
 
     assert warmup.is_worker(["manage.py", "db_worker", "--interval", "1"])
-    assert warmup.is_worker(["/usr/lib/python3/django/__main__.py", "rqworker", "default"])
+    assert warmup.is_worker(["/usr/lib/python3/django/__main__.py", "db_worker"])
+    assert not warmup.is_worker(["manage.py", "rqworker", "default"])  # forks: see warmup
     assert not warmup.is_worker(["manage.py", "runserver"])
     assert not warmup.is_worker(["manage.py"])
     with FakeSES() as fake, mailer_settings(SES, **ses_options(fake)):

@@ -33,7 +33,6 @@ from sendwell.exceptions import (
     Disposition,
     ThrottledError,
     TransientDeliveryError,
-    TransportTimeoutError,
 )
 from sendwell.mime import PreparedMessage, prepare
 from sendwell.models import (
@@ -282,8 +281,7 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
                 worker=worker,
                 accepted=accepted,
             )
-        if pacer is not None and slot is not None:
-            pacer.outcome(slot, sent=len(chunk))
+        # Recorded first: what SES accepted must be on record before anything else can fail.
         _record_chunk(
             message,
             chunk=chunk,
@@ -293,6 +291,8 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
             worker=worker,
         )
         accepted.extend(calls)
+        if pacer is not None and slot is not None:
+            pacer.outcome(slot, sent=len(chunk))
     if transport is route.ses and route.failover:
         _circuit_success(route)
     _finish_sent(message, transport_name=transport.name)
@@ -590,10 +590,11 @@ class SyncSend:
 
         SES: each further call of up to 50 recipients gets its own slot. A throttled call is
         retried with a fresh slot (after a short, doubling pause) while the deadline allows; a
-        5xx or connection error up to the ``max_attempts`` option in all; a timeout never (SES
-        may have accepted it). botocore retries nothing itself (see sendwell.aws): the pacer
-        must hear of every throttle to learn the rate.
-        Raises the last error, with every call that succeeded in its ``accepted``.
+        5xx or connection error up to the ``max_attempts`` option in all; a timeout or a
+        connection dropped while waiting for the answer never (SES may have accepted it).
+        botocore retries nothing itself (see sendwell.aws): the pacer must hear of every
+        throttle to learn the rate. Raises the last error, with every call that succeeded in its
+        ``accepted``.
         """
         if self.pacer is None or self.slot is None:
             return first()
@@ -609,8 +610,8 @@ class SyncSend:
             except DeliveryError as failure:
                 calls, error = list(failure.accepted), failure
             sent = {address.lower() for call in calls for address in call.recipients}
-            pacer.outcome(slot, sent=len(sent), error=error)
             accepted.extend(calls)
+            pacer.outcome(slot, sent=len(sent), error=error)
             pending = [address for address in pending if address.lower() not in sent]
             if error is not None:
                 error.accepted = list(accepted)
@@ -622,7 +623,7 @@ class SyncSend:
                 elif (
                     failures_left <= 0
                     or not isinstance(error, TransientDeliveryError)
-                    or isinstance(error, TransportTimeoutError)
+                    or error.in_doubt
                 ):
                     raise error
                 else:
@@ -634,7 +635,16 @@ class SyncSend:
                 return accepted
             part = pending[: self.transport.max_recipients]
             left = max(0.0, self.deadline - time.monotonic())
-            slot = pacer.acquire(len(part), max_wait=left, using=self.using)
+            try:
+                slot = pacer.acquire(len(part), max_wait=left, using=self.using)
+            except Exception as failure:  # the database or Redis, with part of it sent
+                error = TransientDeliveryError(
+                    f"sendwell: could not pace the rest of the message ({failure})",
+                    remedy="the recipients in 'accepted' were sent; retry the others later",
+                    transport=self.transport.name,
+                )
+                error.accepted = list(accepted)
+                raise error from failure
             if not slot.allowed:
                 raise _no_slot(slot.reservation, self.transport.name, accepted=accepted)
             attempt = functools.partial(self.transport.send, self._part(part))

@@ -76,6 +76,9 @@ class DeliveryError(SendwellError, smtplib.SMTPException):
     """
 
     accepted: Sequence[Any] = ()
+    # The request may have been accepted although no answer came (a timeout, a connection closed
+    # while waiting for the answer): never repeated blindly, and its quota stays counted.
+    in_doubt: bool = False
 
 
 class TransientDeliveryError(DeliveryError):
@@ -105,6 +108,8 @@ class TransportConnectionError(TransientDeliveryError, ConnectionError):
 
 class TransportTimeoutError(TransientDeliveryError, TimeoutError):
     """The service did not answer in time."""
+
+    in_doubt = True
 
 
 class QuotaExceededError(DeliveryError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import threading
 import time
@@ -29,16 +30,13 @@ from botocore.exceptions import BotoCoreError
 from django.db import DEFAULT_DB_ALIAS
 
 from sendwell import aws, conf, quota, ratecontrol
-from sendwell.exceptions import (
-    DeliveryError,
-    QuotaExceededError,
-    ThrottledError,
-    TransportTimeoutError,
-)
+from sendwell.exceptions import DeliveryError, QuotaExceededError, ThrottledError
 from sendwell.models import AccountQuota
 from sendwell.options import SESOptions
 from sendwell.ratecontrol import RateState
 from sendwell.ratelimit import Limits, RateLimiter, Reservation, limiter_for
+
+logger = logging.getLogger("sendwell.pacing")
 
 # How late after its slot a send may still start. Later than that, it would reach SES bunched
 # with the sends of the next slots (a thread woken late on a busy machine, a slow lock): it
@@ -103,8 +101,11 @@ class Pacer:
                 return self._state
         state = RateState.from_json(self.limiter(using).read_state())
         with self._lock:
-            self._state, self._state_read_at = state, now
-        return state
+            # A read that raced with this process's own update must not take the cache back.
+            if (state.epoch, state.changed_at) >= (self._state.epoch, self._state.changed_at):
+                self._state = state
+            self._state_read_at = now
+            return self._state
 
     def acquire(self, recipients: int, *, max_wait: float, using: str = DEFAULT_DB_ALIAS) -> Slot:
         """Reserve a slot for a call of ``recipients`` and sleep until it, or say why not (a
@@ -119,7 +120,9 @@ class Pacer:
         state = self.learned(using)
         now = time.time()
         if state.paused_until > now:
-            refusal = Reservation(allowed=False, retry_at=state.paused_until, reason="quota")
+            # Capped: a host whose clock runs fast must not pause the account for longer.
+            retry_at = min(state.paused_until, now + ratecontrol.QUOTA_PAUSE_SECONDS)
+            refusal = Reservation(allowed=False, retry_at=retry_at, reason="quota")
             return Slot(recipients, refusal, limiter)
         learning = known.rate is None
         limits = Limits(
@@ -148,16 +151,33 @@ class Pacer:
         finally:
             with self._booking:
                 self._booked -= 1
-                self._booking.notify()
+                # All: each waiter has its own idea of the capacity (its own rate reading).
+                self._booking.notify_all()
         if slept:
             # The shared schedule had no slot free now: senders want more than the rate. (A
             # wait at this process's own gate says nothing: the schedule may be idle.)
-            self._report_waiting(limiter, using)
+            try:
+                self._report_waiting(limiter, using)
+            except Exception:  # a hint for the learned rate; the slot is taken and stands
+                logger.warning("sendwell: could not report to the learned rate", exc_info=True)
         return Slot(recipients, reservation, limiter, state.epoch)
 
     def outcome(self, slot: Slot, *, sent: int, error: DeliveryError | None = None) -> None:
-        """What became of the call in ``slot``: ``sent`` recipients accepted, then ``error``."""
-        if error is not None and not isinstance(error, TransportTimeoutError):
+        """What became of the call in ``slot``: ``sent`` recipients accepted, then ``error``.
+
+        Never raises: the send is over and recorded (or being recorded) by the caller, and a
+        database or Redis hiccup here must not turn a delivered email into an error.
+        """
+        try:
+            self._outcome(slot, sent=sent, error=error)
+        except Exception:
+            logger.warning(
+                "sendwell: could not record a send's outcome for pacing; going on without it",
+                exc_info=True,
+            )
+
+    def _outcome(self, slot: Slot, *, sent: int, error: DeliveryError | None) -> None:
+        if error is not None and not error.in_doubt:
             # Certainly refused (a timeout may hide an accepted call): the quota count goes back;
             # the rate slot is spent.
             slot.limiter.refund(slot.recipients - sent, slot.reservation)
@@ -176,17 +196,19 @@ class Pacer:
         assert slot.epoch is not None
         now = time.monotonic()
         with self._lock:
-            self._flow += accepted
+            self._flow += accepted  # every acceptance counts towards the achieved rate
             state = self._state
-            if slot.epoch < state.epoch:
-                return  # sent at an earlier rate: old news
-            if not refused and state.phase != "measure":
-                return  # only a measuring window counts acceptances
-            done, seen = self._pending.get(slot.epoch, (0, 0))
-            self._pending[slot.epoch] = (done + accepted, seen + refused)
-            # A throttle that must cut the rate is reported at once; the rest in batches.
-            urgent = refused > 0 and state.phase != "measure"
-            if not urgent and now - self._reported_at < REPORT_SECONDS:
+            # Evidence: outcomes of the current epoch (earlier ones were sent at an earlier
+            # rate: old news), and acceptances only while a window measures.
+            evidence = slot.epoch >= state.epoch and (refused > 0 or state.phase == "measure")
+            if evidence:
+                done, seen = self._pending.get(slot.epoch, (0, 0))
+                self._pending[slot.epoch] = (done + accepted, seen + refused)
+            # A throttle that must cut the rate is reported at once; evidence in batches; the
+            # achieved rate at least every WAITING_REPORT_SECONDS (so that it covers only that).
+            urgent = evidence and refused > 0 and state.phase != "measure"
+            every = REPORT_SECONDS if self._pending else WAITING_REPORT_SECONDS
+            if not urgent and now - self._reported_at < every:
                 return
             pending, self._pending = self._pending, {}
             flow, self._flow = self._flow, 0
@@ -228,9 +250,11 @@ def _wait_for_slot(
     """Reserve a slot and sleep until it; re-reserve if we woke too late. Also says whether we
     waited (senders want more than the rate: what the learned rate grows on)."""
     waited = False
+    deadline = time.monotonic() + max_wait
     reservation = Reservation(allowed=False, reason="rate")
-    for _ in range(_SLOT_TRIES):
-        reservation = limiter.reserve(recipients, limits, max_wait=max_wait)
+    for attempt in range(1, _SLOT_TRIES + 1):
+        left = max(0.0, deadline - time.monotonic())
+        reservation = limiter.reserve(recipients, limits, max_wait=left)
         if not reservation.allowed:
             return reservation, True
         # Lateness is measured on this process's clock: the Redis limiter's slot times are
@@ -239,8 +263,8 @@ def _wait_for_slot(
         if reservation.wait > 0:
             waited = True
             time.sleep(reservation.wait)
-        if time.monotonic() - slot <= LATE_SLOT_TOLERANCE:
-            return reservation, waited
+        if time.monotonic() - slot <= LATE_SLOT_TOLERANCE or attempt == _SLOT_TRIES:
+            return reservation, waited  # on time, or late too often: send late rather than not
         # The slot is spent (the schedule has moved on); its quota count is given back.
         limiter.refund(recipients, reservation)
     return reservation, waited

@@ -77,7 +77,21 @@ class KnownLimits:
 
 
 class LimitsUnreadable(Exception):
-    """Neither GetAccount nor GetSendQuota answered; ``str()`` is the one-line cause."""
+    """Neither GetAccount nor GetSendQuota answered; ``str()`` is the one-line cause.
+
+    ``permanent``: asking again will not help (denied, not implemented, not SES's answer), as
+    opposed to throttling, a 5xx or the network, after which the last limits read still stand.
+    """
+
+    def __init__(self, cause: str, *, permanent: bool) -> None:
+        super().__init__(cause)
+        self.permanent = permanent
+
+
+# After a transient failure, the limits are asked for again this soon (seconds).
+RETRY_SECONDS = 30.0
+_CONNECTION_ERRORS = (botocore_exceptions.ConnectionError, botocore_exceptions.HTTPClientError)
+_ANSWER_ERRORS = (ResponseParserError, KeyError, TypeError, ValueError, AttributeError)
 
 
 @functools.lru_cache(maxsize=64)
@@ -105,24 +119,32 @@ def _ask(options: SESOptions) -> AccountLimits:
     )
 
 
-def describe_failure(exc: Exception, options: SESOptions) -> str:
-    """One short line saying why ``options``' limits could not be read, never a whole page."""
+def describe_failure(exc: Exception, options: SESOptions) -> tuple[str, bool]:
+    """One short line saying why ``options``' limits could not be read (never a whole page),
+    and whether the cause is permanent (see :class:`LimitsUnreadable`)."""
     operation, action = _OPERATIONS[options.api_version]
     if isinstance(exc, botocore_exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "") or "Unknown")
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in ("AccessDenied", "AccessDeniedException") or status == 403:
-            return f"{code}: {action} not allowed"
+            return f"{code}: {action} not allowed", True
         if status in (404, 405) or code in ("InvalidAction", "UnknownOperationException"):
             # A proxy, another service or an emulator without the call: its body may be a page.
-            return f"HTTP {status or code}: the endpoint does not implement {operation}"
+            return f"HTTP {status or code}: the endpoint does not implement {operation}", True
+        if str(error.get("Message", "")).lstrip().startswith("<"):
+            transient = status >= 500 or status == 429
+            return (
+                f"HTTP {status}: the endpoint's answer to {operation} is not SES's",
+                not transient,
+            )
     if isinstance(exc, ResponseParserError):
         # An answer that is not SES's at all (an HTML page to a v1 query): never log the page.
-        return f"the endpoint's answer to {operation} is not SES's (it could not be parsed)"
+        return f"the endpoint's answer to {operation} is not SES's (it could not be parsed)", True
     if isinstance(exc, botocore_exceptions.BotoCoreError | botocore_exceptions.ClientError):
-        return f"{operation}: {translate_ses_error(exc, options)}"
-    return f"{operation}: {type(exc).__name__}: {exc}"[:300]
+        return f"{operation}: {translate_ses_error(exc, options)}", False
+    # An answer without the numbers, or with something else in their place.
+    return f"{operation}: the answer has no usable SendQuota ({type(exc).__name__})", True
 
 
 def fetch_account_limits(options: SESOptions) -> AccountLimits:
@@ -130,33 +152,42 @@ def fetch_account_limits(options: SESOptions) -> AccountLimits:
 
     Raises :class:`LimitsUnreadable` (the first API's cause) when neither answers.
     """
-    errors = (
-        botocore_exceptions.BotoCoreError,
-        botocore_exceptions.ClientError,
-        ResponseParserError,
-        KeyError,
-        ValueError,
-    )
+    errors = (botocore_exceptions.BotoCoreError, botocore_exceptions.ClientError, *_ANSWER_ERRORS)
     try:
         return _ask(options)
     except errors as first:
-        cause = describe_failure(first, options)
-        if isinstance(first, botocore_exceptions.EndpointConnectionError):
-            raise LimitsUnreadable(cause) from first  # the other API is no nearer
+        cause, permanent = describe_failure(first, options)
+        if isinstance(first, _CONNECTION_ERRORS):
+            raise LimitsUnreadable(cause, permanent=False) from first  # the other API is no nearer
         other = dataclasses.replace(options, use_ses_v2=not options.use_ses_v2)
         try:
             return _ask(other)
         except errors as second:
-            raise LimitsUnreadable(f"{cause}; {describe_failure(second, other)}") from first
+            other_cause, other_permanent = describe_failure(second, other)
+            raise LimitsUnreadable(
+                f"{cause}; {other_cause}", permanent=permanent and other_permanent
+            ) from first
 
 
 def refresh(options: SESOptions, using: str = DEFAULT_DB_ALIAS) -> AccountQuota:
-    """Read the limits from SES and store them; on failure store "unknown" and the cause."""
+    """Read the limits from SES and store them; on failure store "unknown" and the cause.
+
+    A transient failure (throttling, a 5xx, the network) keeps limits read before, and asks
+    again in RETRY_SECONDS: one worker's unlucky call must not make every worker forget them.
+    """
     name = bucket_name(options)
     now = timezone.now()
     try:
         limits = fetch_account_limits(options)
     except LimitsUnreadable as exc:
+        fetched_at = now
+        if not exc.permanent:
+            max_age = float(conf.setting("QUOTA_REFRESH_SECONDS"))
+            fetched_at = now - timedelta(seconds=max(0.0, max_age - RETRY_SECONDS))
+            known = AccountQuota.objects.using(using).filter(name=name, max_send_rate__isnull=False)
+            if known.update(fetched_at=fetched_at):
+                logger.info("sendwell could not refresh the SES limits (%s); keeping them", exc)
+                return AccountQuota.objects.using(using).get(name=name)
         _say_once(name, str(exc))
         row, _ = AccountQuota.objects.using(using).update_or_create(
             name=name,
@@ -165,7 +196,7 @@ def refresh(options: SESOptions, using: str = DEFAULT_DB_ALIAS) -> AccountQuota:
                 "max_24_hour_send": None,
                 "sent_last_24_hours": 0,
                 "production_access": None,
-                "fetched_at": now,
+                "fetched_at": fetched_at,
                 "error": str(exc),
             },
         )
@@ -207,7 +238,7 @@ def known_limits(
     rate_source: RateSource = "unknown"
     if rate_override is not None:
         rate, rate_source = float(rate_override) * fraction, "settings"
-    elif row is not None and row.max_send_rate is not None:
+    elif row is not None and row.max_send_rate is not None and row.max_send_rate > 0:
         rate, rate_source = row.max_send_rate * fraction, "ses"
     daily: float | None = None
     daily_source: DailySource = "unknown"

@@ -146,10 +146,16 @@ def settle(state: RateState, now: float) -> RateState:
     elapsed = now - state.changed_at
     seen = state.accepted + state.refused
     enough = seen >= MIN_EVIDENCE and (
-        state.refused == 0 or state.accepted >= MIN_ACCEPTED or state.refused >= MAX_REFUSED
+        state.refused == 0
+        or state.accepted >= MIN_ACCEPTED
+        or (state.refused >= MAX_REFUSED and state.accepted >= CONFIDENT_ACCEPTED)
     )
     if elapsed < WINDOW_SECONDS or (not enough and elapsed < MAX_WINDOW_SECONDS):
         return state
+    if state.refused and (state.accepted == 0 or seen < MIN_EVIDENCE):
+        # Too little to measure from (the sending stopped, or SES accepted nothing at all):
+        # give the window up and probe from the cut rate; the next throttle measures again.
+        return dataclasses.replace(state, phase="probe", epoch=state.epoch + 1, changed_at=now)
     if state.refused == 0:
         if state.window_after == "start":
             # The start's cut went below SES's rate: look upwards again, from there.

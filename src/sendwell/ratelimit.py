@@ -360,7 +360,9 @@ class BlockLimiter:
         with _blocks_lock:
             now = time.monotonic()
             block = _blocks.get(self.name)
-            if block is not None and block.rate == limits.rate:
+            # A learned rate changes a little on every report: a block a few percent off is
+            # still good for its 20 ms (replacing it would leave its unused slots in the past).
+            if block is not None and abs(block.rate - limits.rate) <= 0.05 * limits.rate:
                 # Slots already past are skipped (a sender slower than the rate leaves them
                 # unused; handing them out would send in a burst). A call of n goes at the first
                 # of its n slots (see slot_start).

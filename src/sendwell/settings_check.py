@@ -16,6 +16,7 @@ from django.core import checks
 from sendwell.conf import DEFAULTS
 
 CHECK_ID = "sendwell.E012"
+REMOVED_ID = "sendwell.W004"
 _SECRET_VALUES = frozenset({"REDIS_URL"})
 # Settings that existed once, and what replaced them.
 _REMOVED = {
@@ -123,8 +124,13 @@ def sendwell_setting_problems() -> list[checks.CheckMessage]:
     for name, value in configured.items():
         rule = RULES.get(name)
         if name in _REMOVED:
+            # A warning, not an error: an upgrade must not stop migrate and runserver.
             problems.append(
-                checks.Error(f"SENDWELL[{name!r}] was removed", hint=_REMOVED[name], id=CHECK_ID)
+                checks.Warning(
+                    f"SENDWELL[{name!r}] was removed and is ignored",
+                    hint=_REMOVED[name],
+                    id=REMOVED_ID,
+                )
             )
             continue
         if rule is None:

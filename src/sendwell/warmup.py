@@ -1,10 +1,10 @@
 """A task worker's first delivery, prepared while the worker starts.
 
-django-tasks-db's ``db_worker`` and rq's ``rqworker`` import a task's module only when its first
-task arrives. The first email after a worker starts then pays for importing boto3 and sendwell's
-delivery code (about 0.3 s of CPU) and for building the SES client (about 60 ms), on top of its
-own send; four workers starting together on two cores took about a second. So a worker process
-does that work while it starts (:meth:`sendwell.apps.SendwellConfig.ready`), before any task.
+django-tasks-db's ``db_worker`` imports a task's module only when its first task arrives. The
+first email after a worker starts then pays for importing boto3 and sendwell's delivery code
+(about 0.3 s of CPU) and for building the SES client (about 60 ms), on top of its own send; four
+workers starting together on two cores took about a second. So a worker process does that work
+while it starts (:meth:`sendwell.apps.SendwellConfig.ready`), before any task.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from collections.abc import Sequence
 
 logger = logging.getLogger("sendwell.warmup")
 
-# The Django management commands that run delivery tasks.
-WORKER_COMMANDS = frozenset({"db_worker", "rqworker", "rqworker-pool"})
+# The Django management commands whose process runs delivery tasks itself. Not rq's rqworker:
+# it forks a work horse per job and its scheduler into a process of its own, and a parent
+# warmed up this way left rq's scheduler without scheduled jobs in about half of our test runs
+# (tests/test_workers.py, the deferred retry), so rq workers start cold, as before.
+WORKER_COMMANDS = frozenset({"db_worker"})
 
 
 def is_worker(argv: Sequence[str]) -> bool:
@@ -24,19 +27,17 @@ def is_worker(argv: Sequence[str]) -> bool:
 
 
 def warm_up() -> int:
-    """Import the delivery task's module and build each configured mailer's SES client;
-    returns the number of SES clients built. Never raises: a mailer that cannot be built fails
-    again, with its reason, when the worker delivers through it."""
+    """Import what delivery needs (boto3, sendwell's delivery code) and build each configured
+    mailer's SES client; returns the number of SES clients built. Never raises: a mailer that
+    cannot be built fails again, with its reason, when the worker delivers through it."""
     from django.conf import settings  # noqa: PLC0415
 
     from sendwell import aws, conf  # noqa: PLC0415
     from sendwell.worker import route_for  # noqa: PLC0415
 
-    try:
-        from sendwell import tasks  # noqa: F401, PLC0415 - the task module the worker imports
-    except Exception:  # the worker reports it with the first task, as it would without this
-        logger.debug("sendwell: could not import sendwell.tasks", exc_info=True)
-        return 0
+    # Not sendwell.tasks itself: declaring the task looks up the task backend, which must not
+    # happen while apps are still being readied (the RQ backend then lost deferred tasks). The
+    # cost is in what it imports, which building the mailers imports too.
     aliases = list(settings.MAILERS) if conf.uses_mailers() else ["default"]
     built = 0
     for alias in aliases:

@@ -151,6 +151,17 @@ def translate_ses_error(exc: Exception, options: SESOptions) -> DeliveryError:
             "network path to the SES endpoint (NAT gateway, VPC endpoint, proxy)",
             transport="ses",
         )
+    if isinstance(exc, botocore_exceptions.ConnectionClosedError):
+        # Closed after the request went out: SES may have accepted it.
+        closed = TransportConnectionError(
+            f"{api}: {_redact(str(exc), options)}",
+            remedy="the connection closed before SES answered, so SES may have accepted the "
+            "message: sendwell does not repeat it by itself. If it persists, check proxies and "
+            "the network path to the SES endpoint",
+            transport="ses",
+        )
+        closed.in_doubt = True
+        return closed
     if isinstance(
         exc, botocore_exceptions.EndpointConnectionError | botocore_exceptions.ConnectionError
     ):
