@@ -12,6 +12,7 @@ and what sendwell stored.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -68,6 +69,25 @@ def learned_state() -> RateState:
     return RateState.from_json(RateBucket.objects.get().learned)
 
 
+@contextlib.contextmanager
+def denied_account(rate: float = 20, **sendwell: Any) -> Iterator[FakeSES]:
+    """The default mailer on an account enforcing ``rate`` whose limits the credentials may not
+    read (the guide's IAM policy), with the default settings unless ``sendwell`` says more."""
+    with (
+        fake(max_send_rate=rate, get_account="denied", get_send_quota="denied") as ses,
+        mailer_settings(SES, **ses_options(ses)),
+        override_settings(SENDWELL={**DEFAULTS, **sendwell}),
+    ):
+        yield ses
+
+
+def send_loop(count: int, prefix: str = "user") -> list[int]:
+    return [
+        mail.send_mail(f"Loop {i}", "Body", SENDER, [f"{prefix}{i}@example.net"])
+        for i in range(count)
+    ]
+
+
 # --- limits that cannot be read -----------------------------------------------------------------
 
 
@@ -76,15 +96,8 @@ def test_unreadable_limits_a_loop_of_send_mail_all_succeed_at_the_rate_ses_accep
 ) -> None:
     """The guide's IAM policy (no ses:GetAccount), SES enforcing 20/s: 300 send_mail() calls."""
     caplog.set_level(logging.WARNING, logger="sendwell")
-    with (
-        fake(max_send_rate=20, get_account="denied", get_send_quota="denied") as ses,
-        mailer_settings(SES, **ses_options(ses)),
-        override_settings(SENDWELL=DEFAULTS),
-    ):
-        results = [
-            mail.send_mail(f"Loop {i}", "Body", SENDER, [f"user{i}@example.net"])
-            for i in range(300)
-        ]
+    with denied_account(20) as ses:
+        results = send_loop(300)
         refused = ses.refused.get("rate", 0)
         requests = ses.send_requests
     assert results == [1] * 300  # nothing raised, nothing failed
@@ -108,13 +121,8 @@ def test_unreadable_limits_a_loop_of_send_mail_all_succeed_at_the_rate_ses_accep
 
 
 def test_learned_rate_is_kept_for_the_next_process() -> None:
-    with (
-        fake(max_send_rate=20, get_account="denied", get_send_quota="denied") as ses,
-        mailer_settings(SES, **ses_options(ses)),
-        override_settings(SENDWELL=DEFAULTS),
-    ):
-        for i in range(120):
-            mail.send_mail("Loop", "Body", SENDER, [f"user{i}@example.net"])
+    with denied_account(20) as ses:
+        send_loop(120)
         learned = learned_state()
         pacing.clear_pacers()  # as a new process: only the stored state is left
         assert pacing.pacer_for(options_for(ses)).learned().rate == learned.rate
@@ -163,13 +171,8 @@ def test_denied_limits_are_not_the_sandbox_and_the_check_names_the_iam_action() 
 
 
 def test_status_says_where_the_limits_come_from() -> None:
-    with (
-        fake(max_send_rate=20, get_account="denied", get_send_quota="denied") as ses,
-        mailer_settings(SES, **ses_options(ses)),
-        override_settings(SENDWELL=DEFAULTS),
-    ):
-        for i in range(60):
-            mail.send_mail("Loop", "Body", SENDER, [f"user{i}@example.net"])
+    with denied_account(20):
+        send_loop(60)
         out, as_json = StringIO(), StringIO()
         call_command("sendwell", "status", stdout=out)
         call_command("sendwell", "status", "--json", stdout=as_json)
@@ -272,11 +275,7 @@ def test_the_sandbox_quota_refuses_the_synchronous_201st_with_the_remedy() -> No
 def test_daily_quota_exceeded_from_ses_pauses_the_whole_account() -> None:
     """Limits unknown: SES's own "Daily message quota exceeded" is the cap, and no reason to
     ask again soon: the next send is refused without a call to SES."""
-    with (
-        fake(get_account="denied", get_send_quota="denied") as ses,
-        mailer_settings(SES, **ses_options(ses)),
-        override_settings(SENDWELL=DEFAULTS),
-    ):
+    with denied_account(14) as ses:
         ses.inject("quota")
         with pytest.raises(QuotaExceededError):
             mail.send_mail("First", "Body", SENDER, ["a@example.net"])
@@ -294,12 +293,8 @@ def test_with_the_redis_limiter_the_learned_rate_lives_in_redis(
     import redis  # noqa: PLC0415
 
     settings = {"RATE_LIMITER": "redis", "REDIS_URL": redis_server.url}
-    with (
-        fake(max_send_rate=20, get_account="denied", get_send_quota="denied") as ses,
-        mailer_settings(SES, **ses_options(ses)),
-        override_settings(SENDWELL=settings),
-    ):
-        sent = [mail.send_mail("Loop", "Body", SENDER, [f"u{i}@example.net"]) for i in range(150)]
+    with denied_account(20, **settings) as ses:
+        sent = send_loop(150, prefix="u")
         name = pacing.pacer_for(options_for(ses)).name
     assert sent == [1] * 150
     assert deliveries(ses) == {f"u{i}@example.net": 1 for i in range(150)}
