@@ -92,6 +92,7 @@ def per_message_us(backend: bench.Backend, count: int) -> tuple[float, float]:
 STAGES = [
     ("sendwell.delivery", "", "build_record", "build_record: prepare(), size check, Message()"),
     ("sendwell.delivery", "", "prepare", "  of which prepare(): MIME + envelope addresses"),
+    ("sendwell.pacing", "Pacer", "acquire", "pacing: Pacer.acquire() (limits, slot)"),
     ("sendwell.delivery", "", "wait_for_slot", "rate limiter: wait_for_slot()"),
     ("sendwell.ratelimit", "BlockLimiter", "reserve", "  BlockLimiter.reserve()"),
     ("sendwell.ratelimit", "DatabaseRateLimiter", "reserve", "  DatabaseRateLimiter.reserve()"),

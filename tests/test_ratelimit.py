@@ -16,7 +16,7 @@ from sendwell import quota
 from sendwell.models import AccountQuota, RateBucket, SendCounter
 from sendwell.options import SESOptions
 from sendwell.ratelimit import DatabaseRateLimiter, Limits, RateLimiter, prune_counters
-from sendwell.ratelimit_redis import RedisRateLimiter
+from sendwell.ratelimit.redis import RedisRateLimiter
 from sendwell.testing.fake_ses import FakeSES
 from sendwell.testing.moto_ses import free_port
 from sendwell.testing.servers import RedisServer

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from sendwell.ratelimit import Limits, Reservation, StateChange
+from sendwell.ratelimit.base import Limits, Reservation, StateChange
 
 # KEYS[1]: the schedule (next free moment, a Unix time as a string)
 # KEYS[2]: a hash of per-minute recipient counts for the rolling 24 hours
@@ -54,7 +54,7 @@ if daily >= 0 and used + n > daily then
   end
   return {0, '0', tostring(retry), 'quota', '-1'}
 end
--- slot_start() in ratelimit.py: a call goes once the debt of earlier calls is paid
+-- slot_start() in ratelimit/base.py: a call goes once the debt of earlier calls is paid
 local start = tonumber(redis.call('GET', KEYS[1]) or '0')
 if start < now then start = now end
 if start - now > max_wait then
