@@ -428,7 +428,7 @@ def test_sync_backend_raises_throttled_past_sync_max_wait(fake_ses: FakeSES) -> 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 8, 20])
 def test_backoff_grows_exponentially_with_jitter_and_a_cap(attempt: int) -> None:
-    from sendwell.delivery import backoff_seconds  # noqa: PLC0415
+    from sendwell.retry import backoff_seconds  # noqa: PLC0415
 
     settings = {"BACKOFF_BASE_SECONDS": 10.0, "BACKOFF_MAX_SECONDS": 3600.0}
     with override_settings(SENDWELL=settings):

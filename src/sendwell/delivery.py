@@ -30,7 +30,6 @@ from sendwell import conf
 from sendwell.db import bookkeeping_alias
 from sendwell.exceptions import (
     DeliveryError,
-    Disposition,
     ThrottledError,
     TransientDeliveryError,
 )
@@ -48,6 +47,7 @@ from sendwell.models import (
 )
 from sendwell.pacing import Pacer, Slot, pacer_for
 from sendwell.ratelimit import Reservation
+from sendwell.retry import RetryPolicy, decide
 from sendwell.transports.base import AcceptedCall
 from sendwell.transports.base import Transport as TransportProtocol
 from sendwell.transports.ses import SESTransport
@@ -299,10 +299,6 @@ def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> 
     return Outcome(MessageStatus.SENT, accepted)
 
 
-# The pause before a message SES throttled goes back to the pacer (seconds, jittered).
-THROTTLE_PAUSE = 1.0
-
-
 def _choose_transport(message: Message, route: Route) -> TransportProtocol:
     if route.ses is None:
         assert route.smtp is not None
@@ -399,14 +395,12 @@ def _throttled(
     return Outcome(MessageStatus.DEFERRED, accepted, error)
 
 
-def backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with "equal jitter": half of min(cap, base * 2**(attempt-1)), plus a
-    random part of the other half. The jitter spreads the retries of a burst of failures (so
-    they do not hit SES again all at once); the fixed half guarantees a real pause."""
-    base = float(conf.setting("BACKOFF_BASE_SECONDS"))
-    cap = float(conf.setting("BACKOFF_MAX_SECONDS"))
-    delay = min(cap, base * 2 ** max(attempt - 1, 0))
-    return float(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - jitter, not cryptography
+_OUTCOMES = {
+    "defer": (AttemptOutcome.DEFERRED, MessageStatus.DEFERRED),
+    "retry": (AttemptOutcome.RETRY, MessageStatus.DEFERRED),
+    "failover": (AttemptOutcome.FAILED_OVER, MessageStatus.DEFERRED),
+    "fail": (AttemptOutcome.FAILED, MessageStatus.FAILED),
+}
 
 
 def _failed_attempt(
@@ -420,39 +414,18 @@ def _failed_attempt(
     accepted: list[AcceptedCall],
 ) -> Outcome:
     now = timezone.now()
-    attempts = message.attempt_count
-    if error.disposition is Disposition.DEFER:
-        outcome, status = AttemptOutcome.DEFERRED, MessageStatus.DEFERRED
-        next_at: datetime | None = now + timedelta(seconds=600)
-    elif isinstance(error, ThrottledError) and (now - message.created_at).total_seconds() < float(
-        conf.setting("MAX_AGE_SECONDS")
-    ):
-        # "Maximum sending rate exceeded" means slower, not down: come back in about a second,
-        # through the limiter again, without spending an attempt or tripping the circuit.
-        outcome, status = AttemptOutcome.RETRY, MessageStatus.DEFERRED
-        next_at = now + timedelta(seconds=THROTTLE_PAUSE * random.uniform(0.5, 1.5))  # noqa: S311
-    elif error.disposition is Disposition.RETRY:
-        attempts += 1
-        if transport is route.ses and route.failover and route.smtp is not None:
-            _circuit_failure(route)
-        age = (now - message.created_at).total_seconds()
-        if (
-            route.failover
-            and route.smtp is not None
-            and transport is route.ses
-            and (attempts >= int(conf.setting("FAILOVER_AFTER_ATTEMPTS")))
-        ):
-            outcome, status, next_at = AttemptOutcome.FAILED_OVER, MessageStatus.DEFERRED, now
-        elif attempts >= int(conf.setting("MAX_ATTEMPTS")) or age >= float(
-            conf.setting("MAX_AGE_SECONDS")
-        ):
-            outcome, status, next_at = AttemptOutcome.FAILED, MessageStatus.FAILED, None
-        else:
-            outcome, status = AttemptOutcome.RETRY, MessageStatus.DEFERRED
-            next_at = now + timedelta(seconds=backoff_seconds(attempts))
-    else:
-        attempts += 1
-        outcome, status, next_at = AttemptOutcome.FAILED, MessageStatus.FAILED, None
+    decision = decide(
+        error,
+        attempts=message.attempt_count,
+        age=(now - message.created_at).total_seconds(),
+        policy=RetryPolicy.from_settings(),
+        can_fail_over=transport is route.ses and route.failover and route.smtp is not None,
+    )
+    if decision.counts_against_ses:
+        _circuit_failure(route)
+    outcome, status = _OUTCOMES[decision.kind]
+    attempts = decision.attempts
+    next_at = None if decision.delay is None else now + timedelta(seconds=decision.delay)
 
     with transaction.atomic():
         Attempt.objects.create(
