@@ -2,8 +2,9 @@
 
 Every page is read-only: the outbox is the record of what happened, and a worker may hold a row at
 any moment, so saving a stale form could undo its work. Operators act on messages only through
-two actions, each one conditional ``UPDATE`` whose ``WHERE`` re-checks the status, so that a
-worker's claim and an operator's click can never both win:
+two actions (:mod:`sendwell.operations`, which commands can call too), each one conditional
+``UPDATE`` whose ``WHERE`` re-checks the status, so that a worker's claim and an operator's click
+can never both win:
 
 * retry failed/deferred messages: requeue them and their unsent recipients (never the sent ones);
 * cancel queued/deferred messages (never one a worker holds, never a sent one).
@@ -15,36 +16,29 @@ rendered.
 
 from __future__ import annotations
 
-import dataclasses
-import email.policy
-import uuid
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from email.message import EmailMessage as MIMEMessage
-from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
-from django.db import transaction
-from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from sendwell.models import (
-    PENDING_RECIPIENT_STATUSES,
-    Attempt,
-    Message,
-    MessageStatus,
-    Recipient,
-    RecipientStatus,
+from sendwell.mime_display import mime_headers, mime_parts, parse, short, text_preview
+from sendwell.models import Attempt, Message, MessageStatus, Recipient
+from sendwell.operations import (
+    CANCELLABLE_STATUSES,
+    RETRYABLE_STATUSES,
+    ActionResult,
+    cancel_messages,
+    retry_messages,
 )
 
 if TYPE_CHECKING:
@@ -57,16 +51,6 @@ else:  # ModelAdmin is not subscriptable at run time (without django-stubs-ext).
     MessageAdminBase = RecipientAdminBase = AttemptAdminBase = admin.ModelAdmin
     RecipientInlineBase = AttemptInlineBase = admin.TabularInline
 
-# Messages an operator may send again, and those an operator may still stop.
-RETRYABLE_STATUSES = (MessageStatus.FAILED, MessageStatus.DEFERRED)
-CANCELLABLE_STATUSES = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
-# Recipients a retry sends to again. SENT, SUPPRESSED and the feedback statuses (DELIVERED,
-# BOUNCED, COMPLAINED) are final: whoever has been sent to is never sent to twice.
-REQUEUED_RECIPIENT_STATUSES = (RecipientStatus.FAILED, RecipientStatus.DEFERRED)
-_UNSENT_RECIPIENT_STATUSES = (*PENDING_RECIPIENT_STATUSES, RecipientStatus.FAILED)
-
-# Rows per UPDATE: below every database's limit on query parameters (SQLite: 999 before 3.32).
-_CHUNK = 500
 
 _COLORS = {
     # message and recipient statuses
@@ -95,173 +79,9 @@ def badge(value: str, label: Any) -> SafeString:
     return format_html(_BADGE, value, _COLORS.get(value, "#666666"), label)
 
 
-def _short(text: str, length: int = 80) -> str:
-    return Truncator(text).chars(length)
-
-
 def _admin_link(model: type[Message], pk: int, text: str) -> SafeString:
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
     return format_html('<a href="{}">{}</a>', url, text)
-
-
-# --- the actions, as functions (the admin's buttons; usable from a shell too) -------------------
-
-
-@dataclasses.dataclass
-class ActionResult:
-    """What an action changed, and the statuses of the selected messages it left alone."""
-
-    changed: int = 0
-    skipped: Counter[str] = dataclasses.field(default_factory=Counter)
-
-
-def _chunks(ids: Iterable[int]) -> Iterator[list[int]]:
-    ids = list(ids)
-    for start in range(0, len(ids), _CHUNK):
-        yield ids[start : start + _CHUNK]
-
-
-def _count_skipped(chunk: list[int], token: str, result: ActionResult) -> None:
-    rows = (
-        Message.objects.filter(pk__in=chunk)
-        .exclude(claimed_by=token)
-        .order_by()
-        .values_list("status")
-        .annotate(n=Count("pk"))
-    )
-    for status, count in rows:
-        result.skipped[status] += count
-
-
-def retry_messages(ids: Iterable[int]) -> ActionResult:
-    """Requeue the failed/deferred messages among ``ids`` for an immediate attempt.
-
-    Each message gets a fresh retry budget (``attempt_count`` 0; its errors stay in its Attempt
-    rows and in ``last_error`` until the next attempt) and its failed/deferred recipients are
-    queued again; recipients already sent stay sent. A message with no unsent recipient left is
-    skipped. Wakes one worker after the commit if anything was queued.
-
-    The UPDATE checks the status itself, so a message a worker claimed after the operator
-    looked is skipped, not requeued under the worker. It marks the rows it took with a one-off
-    token in ``claimed_by`` (cleared before the commit) so that the recipients of exactly those
-    messages, and nothing else, are requeued.
-    """
-    result = ActionResult()
-    token = f"sendwell-admin-retry:{uuid.uuid4().hex}"
-    with transaction.atomic():
-        for chunk in _chunks(ids):
-            now = timezone.now()
-            unsent = Recipient.objects.filter(
-                message=OuterRef("pk"), status__in=_UNSENT_RECIPIENT_STATUSES
-            )
-            taken = (
-                Message.objects.filter(pk__in=chunk, status__in=RETRYABLE_STATUSES)
-                .filter(Exists(unsent))
-                .update(
-                    status=MessageStatus.QUEUED,
-                    next_attempt_at=now,
-                    attempt_count=0,
-                    claimed_by=token,
-                    updated_at=now,
-                )
-            )
-            if taken:
-                Recipient.objects.filter(
-                    message__in=chunk,
-                    message__claimed_by=token,
-                    status__in=REQUEUED_RECIPIENT_STATUSES,
-                ).update(status=RecipientStatus.QUEUED, updated_at=now)
-            _count_skipped(chunk, token, result)
-            if taken:
-                Message.objects.filter(pk__in=chunk, claimed_by=token).update(claimed_by="")
-            result.changed += taken
-        if result.changed:
-            # Imported here: defining the task instantiates the TASKS backend, which the admin's
-            # autodiscovery at start-up must not depend on.
-            from sendwell.tasks import enqueue_drain  # noqa: PLC0415
-
-            transaction.on_commit(enqueue_drain)
-    return result
-
-
-def cancel_messages(ids: Iterable[int], *, by: str) -> ActionResult:
-    """Cancel the queued/deferred messages among ``ids``: nobody still waiting is sent to.
-
-    Their pending recipients become ``failed`` with the error "cancelled by <by>"; recipients
-    already sent keep their status. A message a worker holds (``sending``) or that is finished is
-    skipped: the status is checked in the UPDATE itself, so a worker that claims a message
-    between the operator's click and the UPDATE keeps it, and delivers it.
-    """
-    result = ActionResult()
-    token = f"sendwell-admin-cancel:{uuid.uuid4().hex}"
-    reason = f"cancelled by {by}"
-    with transaction.atomic():
-        for chunk in _chunks(ids):
-            now = timezone.now()
-            taken = Message.objects.filter(pk__in=chunk, status__in=CANCELLABLE_STATUSES).update(
-                status=MessageStatus.CANCELLED,
-                next_attempt_at=None,
-                claimed_by=token,
-                updated_at=now,
-            )
-            if taken:
-                Recipient.objects.filter(
-                    message__in=chunk,
-                    message__claimed_by=token,
-                    status__in=PENDING_RECIPIENT_STATUSES,
-                ).update(status=RecipientStatus.FAILED, error=reason, updated_at=now)
-            _count_skipped(chunk, token, result)
-            if taken:
-                Message.objects.filter(pk__in=chunk, claimed_by=token).update(claimed_by="")
-            result.changed += taken
-    return result
-
-
-# --- MIME, shown as text --------------------------------------------------------------------
-
-_MAX_HEADERS = 200
-_MAX_HEADER_CHARS = 2000
-_MAX_PREVIEW_CHARS = 10_000
-
-
-def _parse(raw: bytes, *, headers_only: bool) -> MIMEMessage:
-    parsed = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=headers_only)
-    assert isinstance(parsed, MIMEMessage)
-    return parsed
-
-
-def mime_headers(raw: bytes) -> list[tuple[str, str]]:
-    """The headers of ``raw`` as (name, decoded value) pairs, in order; never raises."""
-    message = _parse(raw, headers_only=True)
-    headers = []
-    for name, value in list(message.raw_items())[:_MAX_HEADERS]:
-        try:
-            text = str(email.policy.default.header_fetch_parse(name, value))
-        except Exception:  # a malformed header: show it as it is
-            text = str(value)
-        headers.append((name, _short(text, _MAX_HEADER_CHARS)))
-    return headers
-
-
-def mime_parts(message: MIMEMessage) -> list[tuple[str, str, int]]:
-    """(content type, filename, decoded size) of each leaf part of ``message``."""
-    parts = []
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        payload = part.get_payload(decode=True)
-        size = len(payload) if isinstance(payload, bytes) else 0
-        parts.append((part.get_content_type(), part.get_filename() or "", size))
-    return parts
-
-
-def text_preview(message: MIMEMessage) -> str | None:
-    """The start of the plain-text body, if there is one (the HTML body is never shown)."""
-    body = message.get_body(preferencelist=("plain",))
-    if body is None:
-        return None
-    content = body.get_content()
-    return _short(content, _MAX_PREVIEW_CHARS) if isinstance(content, str) else None
 
 
 # --- inlines --------------------------------------------------------------------------------
@@ -421,7 +241,7 @@ class MessageAdmin(_ReadOnlyDetail, MessageAdminBase):
 
     @admin.display(description=_("subject"), ordering="subject")
     def subject_text(self, obj: Message) -> str:
-        return _short(obj.subject) if obj.subject else "(no subject)"
+        return short(obj.subject) if obj.subject else "(no subject)"
 
     @admin.display(description=_("recipients"), ordering="recipient_total")
     def recipient_count(self, obj: Message) -> int:
@@ -448,7 +268,7 @@ class MessageAdmin(_ReadOnlyDetail, MessageAdminBase):
         """``obj.raw`` parsed once per page (it can be megabytes)."""
         parsed: MIMEMessage | None = getattr(obj, "_sendwell_mime", None)
         if parsed is None:
-            parsed = _parse(bytes(obj.raw), headers_only=False)
+            parsed = parse(bytes(obj.raw), headers_only=False)
             obj._sendwell_mime = parsed  # type: ignore[attr-defined]
         return parsed
 
@@ -568,12 +388,12 @@ class RecipientAdmin(_ReadOnlyDetail, RecipientAdminBase):
     @admin.display(description=_("message"), ordering="message")
     def message_link(self, obj: Recipient) -> SafeString:
         return _admin_link(
-            Message, obj.message_id, f"#{obj.message_id} {_short(obj.message.subject, 50)}"
+            Message, obj.message_id, f"#{obj.message_id} {short(obj.message.subject, 50)}"
         )
 
     @admin.display(description=_("error"))
     def error_text(self, obj: Recipient) -> str:
-        return _short(obj.error)
+        return short(obj.error)
 
 
 @admin.register(Attempt)
@@ -624,13 +444,7 @@ class AttemptAdmin(_ReadOnlyDetail, AttemptAdminBase):
 
     @admin.display(description=_("error"))
     def error_text(self, obj: Attempt) -> str:
-        return _short(obj.error)
+        return short(obj.error)
 
 
-__all__ = [
-    "AttemptAdmin",
-    "MessageAdmin",
-    "RecipientAdmin",
-    "cancel_messages",
-    "retry_messages",
-]
+__all__ = ["AttemptAdmin", "MessageAdmin", "RecipientAdmin"]

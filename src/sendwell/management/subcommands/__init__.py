@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from django.core.management.base import BaseCommand
 
-from sendwell.management.subcommands import drain, status, sweep
+from sendwell.management.subcommands import cancel, drain, retry, status, sweep
 
 
 class Subcommand(Protocol):
@@ -24,4 +24,4 @@ class Subcommand(Protocol):
     def handle(self, command: BaseCommand, options: dict[str, Any]) -> None: ...
 
 
-SUBCOMMANDS: tuple[Subcommand, ...] = (sweep, drain, status)
+SUBCOMMANDS: tuple[Subcommand, ...] = (status, drain, sweep, retry, cancel)
