@@ -176,3 +176,17 @@ def test_lease_shorter_than_one_ses_call_is_a_warning() -> None:
         assert sendwell_messages() == []
     with outbox_with_ses():
         assert sendwell_messages() == []
+
+
+def test_the_settings_reference_in_the_docs_is_the_settings_table() -> None:
+    """docs/settings.md is generated from sendwell.settings_table: every setting is documented,
+    with its real default, and nothing else."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from sendwell import conf, settings_table  # noqa: PLC0415
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
+    start = docs.index("<!-- settings table: start -->\n") + len("<!-- settings table: start -->\n")
+    table = docs[start : docs.index("<!-- settings table: end -->")]
+    assert table == settings_table.markdown(), "run: python -m sendwell.settings_table"
+    assert {s.name: s.default for s in settings_table.SETTINGS} == conf.DEFAULTS

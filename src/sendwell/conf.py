@@ -13,6 +13,8 @@ from typing import Any
 
 from django.conf import settings
 
+from sendwell import settings_table
+
 # RemovedInSendwellDjango52: the settings the SES backend reads when it has no MAILERS alias.
 CLASSIC_SES_SETTINGS = {
     "region_name": "AWS_SES_REGION_NAME",
@@ -71,53 +73,8 @@ def configured_backends() -> Iterator[tuple[str, str, dict[str, Any]]]:
         yield ("EMAIL_BACKEND", settings.EMAIL_BACKEND, {})
 
 
-# sendwell's own settings: ``SENDWELL = {...}`` in settings, each with its default here.
-DEFAULTS: dict[str, Any] = {
-    # Account limits. None: read them from SES (GetAccount / GetSendQuota) and refresh them;
-    # when SES cannot be asked, the rate is learned from SES's answers and no 24-hour cap is
-    # kept (SES's own "Daily message quota exceeded" defers). Set them to send slower on purpose.
-    "MAX_SEND_RATE": None,  # recipients per second
-    "MAX_24_HOUR_SEND": None,  # recipients per rolling 24 hours
-    "QUOTA_REFRESH_SECONDS": 300,
-    # Send at this fraction of the account's rate, so that jitter in when sends reach SES never
-    # makes SES see one second over its limit. Sends start evenly spaced at fraction x rate; one
-    # second then holds at most the rate while they arrive within (1/fraction - 1) s of their
-    # slots: 31 ms at 0.97. A send that wakes more than 20 ms after its slot takes a new one
-    # (delivery.LATE_SLOT_TOLERANCE), which keeps the rest of that budget for the network; on a
-    # machine too busy for that, lower this (0.9 allows 110 ms).
-    "RATE_FRACTION": 0.97,
-    # "database" (default, no extra service) or "redis" (REDIS_URL) for the shared limiter.
-    "RATE_LIMITER": "database",
-    "REDIS_URL": None,
-    # How long one synchronous send_mail() may wait in all (seconds): for its send slot, and for
-    # SES to stop throttling it. Past it ThrottledError (retryable) is raised. 10 s lets a loop
-    # of sends through on a 1/s sandbox account; requests that must never wait use the outbox.
-    "SYNC_MAX_WAIT": 10.0,
-    # SES calls one synchronous send_messages() keeps in flight: the next message is rendered
-    # and given its slot while earlier calls wait for SES. 1 = one after another.
-    "SYNC_CONCURRENCY": 4,
-    # Retries: exponential backoff with jitter, base * 2**(attempt-1) capped, then between
-    # half and all of it.
-    "MAX_ATTEMPTS": 8,
-    "MAX_AGE_SECONDS": 24 * 3600,
-    "BACKOFF_BASE_SECONDS": 10.0,
-    "BACKOFF_MAX_SECONDS": 3600.0,
-    # A worker's claim on a message; past it another worker may take the message over.
-    "LEASE_SECONDS": 120,
-    # Worker side: messages claimed at once by one delivery task, and threads sending them.
-    "BATCH_SIZE": 50,
-    "CONCURRENCY": 8,
-    # How long one delivery task drains the outbox before handing over to a fresh task.
-    "TASK_TIME_BUDGET_SECONDS": 60.0,
-    # django.tasks backend alias and queue for delivery tasks.
-    "TASK_BACKEND": "default",
-    "TASK_QUEUE": "default",
-    # Failover: SES retryable failures before one message goes out over SMTP instead, and the
-    # circuit breaker that sends everything over SMTP for a while after consecutive failures.
-    "FAILOVER_AFTER_ATTEMPTS": 2,
-    "CIRCUIT_BREAKER_THRESHOLD": 5,
-    "CIRCUIT_BREAKER_SECONDS": 60.0,
-}
+# sendwell's own settings: ``SENDWELL = {...}``, defined once in sendwell.settings_table.
+DEFAULTS: dict[str, Any] = settings_table.DEFAULTS
 
 
 def setting(name: str) -> Any:
