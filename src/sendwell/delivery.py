@@ -1,10 +1,10 @@
 """Delivery: the one code path every message takes, queued or not.
 
-record -> claim -> (per chunk of recipients) throttle -> transport -> record the outcome.
+record -> claim -> (per chunk of recipients) pace -> transport -> record the outcome.
 
 The synchronous backends call :func:`send_now`; the outbox worker calls :func:`claim` and
-:func:`deliver`. Rate limiting, error classification, retries, failover and recording therefore
-exist once. Recipients are recorded as sent chunk by chunk, as soon as SES (or the SMTP server)
+:func:`deliver`. Pacing (:mod:`sendwell.pacing`), error classification, retries
+(:mod:`sendwell.retry`), failover and recording therefore exist once. Recipients are recorded as sent chunk by chunk, as soon as SES (or the SMTP server)
 accepts them, so a retry or a worker that takes over an expired claim sends only to the ones that
 are still pending.
 """
