@@ -4,9 +4,9 @@ record -> claim -> (per chunk of recipients) pace -> transport -> record the out
 
 The synchronous backends call :func:`send_now`; the outbox worker calls :func:`claim` and
 :func:`deliver`. Pacing (:mod:`sendwell.pacing`), error classification, retries
-(:mod:`sendwell.retry`), failover and recording therefore exist once. Recipients are recorded as sent chunk by chunk, as soon as SES (or the SMTP server)
-accepts them, so a retry or a worker that takes over an expired claim sends only to the ones that
-are still pending.
+(:mod:`sendwell.retry`), failover and recording therefore exist once. Recipients are recorded as
+sent chunk by chunk, as soon as SES (or the SMTP server) accepts them, so a retry or a worker that
+takes over an expired claim sends only to the ones that are still pending.
 """
 
 from __future__ import annotations
