@@ -141,7 +141,7 @@ def test_a_bad_redis_url_is_not_echoed() -> None:
 def test_bad_ses_timeout_setting_is_named() -> None:
     with mailer_settings(SES, region_name="eu-west-1", read_timeout="soon"):
         [message] = sendwell_messages()
-    assert message.id == "sendwell.E007"
+    assert message.id == "sendwell.E014"  # was E007 with booleans and unknown options (issue 8)
     expected = "OPTIONS['read_timeout']" if HAS_MAILERS else "AWS_SES_READ_TIMEOUT"
     assert f"{expected}='soon' is not a positive number of seconds" in message.msg
 
@@ -190,3 +190,26 @@ def test_the_settings_reference_in_the_docs_is_the_settings_table() -> None:
     table = docs[start : docs.index("<!-- settings table: end -->")]
     assert table == settings_table.markdown(), "run: python -m sendwell.settings_table"
     assert {s.name: s.default for s in settings_table.SETTINGS} == conf.DEFAULTS
+
+
+def test_every_check_id_has_one_meaning_in_the_registry_and_the_docs() -> None:
+    """sendwell.check_ids lists every id the code reports (one meaning each), and the table in
+    docs/configuration.md is that registry."""
+    import re  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from sendwell import check_ids  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parent.parent
+    used = {
+        match
+        for path in (root / "src" / "sendwell").rglob("*.py")
+        if path.name != "check_ids.py"
+        for match in re.findall(r"sendwell\.[EW]\d{3}", path.read_text())
+    }
+    assert used <= set(check_ids.CHECK_IDS), (
+        f"not in the registry: {used - set(check_ids.CHECK_IDS)}"
+    )
+    docs = (root / "docs" / "configuration.md").read_text()
+    start = docs.index("<!-- check ids: start -->\n") + len("<!-- check ids: start -->\n")
+    assert docs[start : docs.index("<!-- check ids: end -->")] == check_ids.markdown()

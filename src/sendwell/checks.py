@@ -49,7 +49,7 @@ def _ses_problems(where: str, options: dict[str, Any]) -> list[checks.CheckMessa
             checks.Error(
                 f"{where}: unknown SES option(s) {', '.join(unknown)}",
                 hint=f"Known options: {', '.join(sorted(SESOptions.field_names()))}.",
-                id="sendwell.E007",
+                id="sendwell.E013",
             )
         ]
     values: dict[str, Any] = {k: (None if v == "" else v) for k, v in options.items()}

@@ -167,7 +167,7 @@ class SESOptions:
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 problems.append(
                     Problem(
-                        "sendwell.E007",
+                        "sendwell.E014",
                         f"{name(option)}={value!r} is not a positive number of seconds",
                         "Write a number of seconds such as 5 or 30.",
                     )
@@ -175,7 +175,7 @@ class SESOptions:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             problems.append(
                 Problem(
-                    "sendwell.E007",
+                    "sendwell.E014",
                     f"{name('max_attempts')}={self.max_attempts!r} is not a positive integer",
                     "Write 1 to let the outbox do all retrying, or a small number such as 3.",
                 )
