@@ -38,7 +38,6 @@ import platform
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -57,6 +56,7 @@ import boto3
 import django
 from dotenv import dotenv_values
 
+from sendwell.testing.servers import free_port
 from sendwell.testing.smtp import LocalSMTPServer
 
 EXAMPLE_DIR = Path(__file__).resolve().parent
@@ -119,13 +119,6 @@ class Delivery:
 
 
 # --- the local SES endpoint ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class LocalSES:

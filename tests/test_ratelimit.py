@@ -18,8 +18,7 @@ from sendwell.options import SESOptions
 from sendwell.ratelimit import DatabaseRateLimiter, Limits, RateLimiter, prune_counters
 from sendwell.ratelimit.redis import RedisRateLimiter
 from sendwell.testing.fake_ses import FakeSES
-from sendwell.testing.moto_ses import free_port
-from sendwell.testing.servers import RedisServer
+from sendwell.testing.servers import RedisServer, free_port
 from tests.server_fixtures import redis_server  # noqa: F401 - a fixture
 
 LIMITS = Limits(rate=10.0, daily=1000.0)

@@ -22,7 +22,8 @@ from sendwell.exceptions import (
     NoCredentialsError,
     TransportConnectionError,
 )
-from sendwell.testing.moto_ses import LocalSESServer, free_port
+from sendwell.testing.moto_ses import LocalSESServer
+from sendwell.testing.servers import free_port
 from tests.conftest import SENDER
 from tests.mailers import HAS_MAILERS, SES, get_mailer, mailer_settings, ses_options
 

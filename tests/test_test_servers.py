@@ -97,8 +97,8 @@ def test_redis_retries_when_the_port_is_taken(monkeypatch: pytest.MonkeyPatch) -
     taken = socket.create_server(("127.0.0.1", 0))
     taken_port = taken.getsockname()[1]
     ports = iter([taken_port])
-    real_free_port = servers._free_port
-    monkeypatch.setattr(servers, "_free_port", lambda: next(ports, None) or real_free_port())
+    real_free_port = servers.free_port
+    monkeypatch.setattr(servers, "free_port", lambda: next(ports, None) or real_free_port())
     with taken, RedisServer() as server:
         assert server.port != taken_port
         assert redis.Redis.from_url(server.url).ping()

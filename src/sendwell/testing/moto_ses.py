@@ -11,7 +11,6 @@ import dataclasses
 import email
 import email.policy
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +21,10 @@ from typing import Any, Self
 
 import boto3
 
+from sendwell.testing.servers import free_port
+
 DUMMY_ACCESS_KEY = "testing"
 DUMMY_SECRET_KEY = "testing"  # noqa: S105 - moto accepts any key
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,7 +46,10 @@ class ServerNotInstalled(ServerError):
     """The server's binaries are not installed; the message says how to install them."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the one helper for tests, the demo
+    and the benchmarks). Free when this returns; a server that starts on it later retries
+    another if something took it meanwhile (see :meth:`_Server.start`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOCALHOST, 0))
         port: int = sock.getsockname()[1]
@@ -93,7 +96,7 @@ class _ServerProcess:
         try:
             self._prepare(self.directory)
             for _ in range(_PORT_ATTEMPTS):
-                if self._run(self.directory, _free_port()):
+                if self._run(self.directory, free_port()):
                     return
             raise ServerError(f"{self._name} found no free port in {_PORT_ATTEMPTS} tries")
         except BaseException:

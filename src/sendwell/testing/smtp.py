@@ -37,6 +37,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from sendwell.testing.servers import free_port
+
 __all__ = ["LocalSMTPServer", "ReceivedMessage", "unused_port"]
 
 LOCALHOST = "127.0.0.1"
@@ -65,15 +67,8 @@ class ReceivedMessage:
 
 
 def unused_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (for connection-refused tests).
-
-    The port is free when this returns; another process could take it later, which on a test
-    machine is unlikely enough.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on (for connection-refused tests)."""
+    return free_port()
 
 
 class _LoginDataNoise(logging.Filter):
