@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from sendwell.models import (
@@ -62,6 +63,32 @@ def _count_skipped(chunk: list[int], token: str, result: ActionResult) -> None:
         result.skipped[status] += count
 
 
+def _act(
+    ids: Iterable[int],
+    kind: str,
+    *,
+    take: Callable[[QuerySet[Message], datetime, str], int],
+    recipients: Callable[[QuerySet[Recipient], datetime], object],
+) -> ActionResult:
+    """The shape both actions share, chunk by chunk, in one transaction: ``take`` updates the
+    eligible messages among a chunk (its WHERE re-checks their status) and marks them with a
+    one-off token in ``claimed_by``; ``recipients`` then updates the recipients of exactly those
+    messages; the others are counted as skipped by status, and the token is cleared."""
+    result = ActionResult()
+    token = f"sendwell-admin-{kind}:{uuid.uuid4().hex}"
+    for chunk in _chunks(ids):
+        now = timezone.now()
+        taken = take(Message.objects.filter(pk__in=chunk), now, token)
+        if taken:
+            marked = Recipient.objects.filter(message__in=chunk, message__claimed_by=token)
+            recipients(marked, now)
+        _count_skipped(chunk, token, result)
+        if taken:
+            Message.objects.filter(pk__in=chunk, claimed_by=token).update(claimed_by="")
+        result.changed += taken
+    return result
+
+
 def retry_messages(ids: Iterable[int]) -> ActionResult:
     """Requeue the failed/deferred messages among ``ids`` for an immediate attempt.
 
@@ -75,35 +102,30 @@ def retry_messages(ids: Iterable[int]) -> ActionResult:
     token in ``claimed_by`` (cleared before the commit) so that the recipients of exactly those
     messages, and nothing else, are requeued.
     """
-    result = ActionResult()
-    token = f"sendwell-admin-retry:{uuid.uuid4().hex}"
+
+    def take(messages: QuerySet[Message], now: datetime, token: str) -> int:
+        unsent = Recipient.objects.filter(
+            message=OuterRef("pk"), status__in=_UNSENT_RECIPIENT_STATUSES
+        )
+        return (
+            messages.filter(status__in=RETRYABLE_STATUSES)
+            .filter(Exists(unsent))
+            .update(
+                status=MessageStatus.QUEUED,
+                next_attempt_at=now,
+                attempt_count=0,
+                claimed_by=token,
+                updated_at=now,
+            )
+        )
+
+    def requeue(recipients: QuerySet[Recipient], now: datetime) -> None:
+        recipients.filter(status__in=REQUEUED_RECIPIENT_STATUSES).update(
+            status=RecipientStatus.QUEUED, updated_at=now
+        )
+
     with transaction.atomic():
-        for chunk in _chunks(ids):
-            now = timezone.now()
-            unsent = Recipient.objects.filter(
-                message=OuterRef("pk"), status__in=_UNSENT_RECIPIENT_STATUSES
-            )
-            taken = (
-                Message.objects.filter(pk__in=chunk, status__in=RETRYABLE_STATUSES)
-                .filter(Exists(unsent))
-                .update(
-                    status=MessageStatus.QUEUED,
-                    next_attempt_at=now,
-                    attempt_count=0,
-                    claimed_by=token,
-                    updated_at=now,
-                )
-            )
-            if taken:
-                Recipient.objects.filter(
-                    message__in=chunk,
-                    message__claimed_by=token,
-                    status__in=REQUEUED_RECIPIENT_STATUSES,
-                ).update(status=RecipientStatus.QUEUED, updated_at=now)
-            _count_skipped(chunk, token, result)
-            if taken:
-                Message.objects.filter(pk__in=chunk, claimed_by=token).update(claimed_by="")
-            result.changed += taken
+        result = _act(ids, "retry", take=take, recipients=requeue)
         if result.changed:
             # Imported here: defining the task instantiates the TASKS backend, which the admin's
             # autodiscovery at start-up must not depend on.
@@ -121,26 +143,17 @@ def cancel_messages(ids: Iterable[int], *, by: str) -> ActionResult:
     skipped: the status is checked in the UPDATE itself, so a worker that claims a message
     between the operator's click and the UPDATE keeps it, and delivers it.
     """
-    result = ActionResult()
-    token = f"sendwell-admin-cancel:{uuid.uuid4().hex}"
     reason = f"cancelled by {by}"
+
+    def take(messages: QuerySet[Message], now: datetime, token: str) -> int:
+        return messages.filter(status__in=CANCELLABLE_STATUSES).update(
+            status=MessageStatus.CANCELLED, next_attempt_at=None, claimed_by=token, updated_at=now
+        )
+
+    def fail(recipients: QuerySet[Recipient], now: datetime) -> None:
+        recipients.filter(status__in=PENDING_RECIPIENT_STATUSES).update(
+            status=RecipientStatus.FAILED, error=reason, updated_at=now
+        )
+
     with transaction.atomic():
-        for chunk in _chunks(ids):
-            now = timezone.now()
-            taken = Message.objects.filter(pk__in=chunk, status__in=CANCELLABLE_STATUSES).update(
-                status=MessageStatus.CANCELLED,
-                next_attempt_at=None,
-                claimed_by=token,
-                updated_at=now,
-            )
-            if taken:
-                Recipient.objects.filter(
-                    message__in=chunk,
-                    message__claimed_by=token,
-                    status__in=PENDING_RECIPIENT_STATUSES,
-                ).update(status=RecipientStatus.FAILED, error=reason, updated_at=now)
-            _count_skipped(chunk, token, result)
-            if taken:
-                Message.objects.filter(pk__in=chunk, claimed_by=token).update(claimed_by="")
-            result.changed += taken
-    return result
+        return _act(ids, "cancel", take=take, recipients=fail)

@@ -210,8 +210,7 @@ class Pacer:
             every = REPORT_SECONDS if self._pending else WAITING_REPORT_SECONDS
             if not urgent and now - self._reported_at < every:
                 return
-            pending, self._pending = self._pending, {}
-            flow, self._flow = self._flow, 0
+            pending, flow = self._take_reports()
             self._reported_at = now
         self._update(slot.limiter, lambda s: _apply(s, pending, flow, time.time()))
 
@@ -221,13 +220,18 @@ class Pacer:
             if now - self._waiting_reported_at < WAITING_REPORT_SECONDS:
                 return
             self._waiting_reported_at = now
-            pending, self._pending = self._pending, {}
-            flow, self._flow = self._flow, 0
+            pending, flow = self._take_reports()
         now_unix = time.time()
         self._update(
             limiter,
             lambda s: ratecontrol.on_waiting(_apply(s, pending, flow, now_unix), now_unix),
         )
+
+    def _take_reports(self) -> tuple[dict[int, tuple[int, int]], int]:
+        """The outcomes and acceptances not reported yet, and none left (caller holds the lock)."""
+        pending, flow = self._pending, self._flow
+        self._pending, self._flow = {}, 0
+        return pending, flow
 
     def _update(self, limiter: RateLimiter, change: Callable[[RateState], RateState]) -> None:
         stored = limiter.update_state(lambda text: change(RateState.from_json(text)).to_json())
