@@ -16,7 +16,7 @@ from typing import Any
 import django
 import pytest
 from django.core.mail import EmailMessage
-from django.db import connections, transaction
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -34,6 +34,7 @@ from sendwell.models import (
 from sendwell.testing.fake_ses import FakeSES
 from sendwell.testing.smtp import LocalSMTPServer
 from sendwell.worker import drain
+from tests.concurrency import in_threads
 from tests.conftest import SENDER
 from tests.mailers import HAS_MAILERS, SES, get_mailer, mailer_settings, ses_options
 
@@ -331,13 +332,8 @@ def test_concurrent_claims_never_share_a_message(fake_ses: FakeSES) -> None:
             got = [m.pk for m in claim(5, f"w{threading.get_ident()}")]
             with lock:
                 claimed.extend(got)
-        connections.close_all()
 
-    threads = [threading.Thread(target=take) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(take, 6)
     assert len(claimed) == 60
     assert len(set(claimed)) == 60
 

@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from django.db import connections
 from django.db.models import Sum
 from django.test import override_settings
 
@@ -19,6 +18,7 @@ from sendwell.ratelimit import DatabaseRateLimiter, Limits, RateLimiter, prune_c
 from sendwell.ratelimit.redis import RedisRateLimiter
 from sendwell.testing.fake_ses import FakeSES
 from sendwell.testing.servers import RedisServer, free_port
+from tests.concurrency import in_threads
 from tests.server_fixtures import redis_server  # noqa: F401 - a fixture
 
 LIMITS = Limits(rate=10.0, daily=1000.0)
@@ -114,13 +114,8 @@ def test_concurrent_reservations_never_overlap(kind: str, request: pytest.Fixtur
             assert reservation.start is not None
             with lock:
                 starts.append(reservation.start)
-        connections.close_all()
 
-    threads = [threading.Thread(target=reserve_many) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(reserve_many, 8)
     starts.sort()
     assert len(starts) == 200
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
@@ -273,12 +268,7 @@ def test_learned_state_changes_from_many_threads_are_never_lost(
         limiter: RateLimiter = RedisRateLimiter(name, url) if url else DatabaseRateLimiter(name)
         for _ in range(25):
             limiter.update_state(increment)
-        connections.close_all()
 
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(run, 8)
     limiter: RateLimiter = RedisRateLimiter(name, url) if url else DatabaseRateLimiter(name)
     assert limiter.read_state() == "200"

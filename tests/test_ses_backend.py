@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import copy
-import threading
 
 import pytest
 from django.core import mail
 from django.core.mail import EmailMessage, send_mail
-from django.db import connections
 
 from sendwell import aws
 from sendwell.backends import SESBackend
@@ -24,6 +22,7 @@ from sendwell.exceptions import (
 )
 from sendwell.testing.moto_ses import LocalSESServer
 from sendwell.testing.servers import free_port
+from tests.concurrency import in_threads
 from tests.conftest import SENDER
 from tests.mailers import HAS_MAILERS, SES, get_mailer, mailer_settings, ses_options
 
@@ -230,13 +229,8 @@ def test_one_client_per_configuration_shared_across_threads(ses: LocalSESServer)
         b = backend(ses)
         b.send_messages([EmailMessage("Hi", "Body", SENDER, ["to@example.net"])])
         clients.add(id(b.transport.client))
-        connections.close_all()
 
-    threads = [threading.Thread(target=send) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(send, 8)
     assert len(clients) == 1
     assert len(ses.sent_messages()) == 8
     # A different configuration gets its own client.
