@@ -90,6 +90,12 @@ def per_message_us(backend: bench.Backend, count: int) -> tuple[float, float]:
 # sendwell's stages: (module, class or "", function, label); missing ones are skipped, since
 # sendwell's code moves on and this script should keep working.
 STAGES = [
+    # The layout since issue 8 (a delivery package): wrapped where the callers look them up.
+    ("sendwell.delivery.sync", "", "build_record", "build_record: prepare(), check, Message()"),
+    ("sendwell.delivery.records", "", "prepare", "  of which prepare(): MIME + envelope addresses"),
+    ("sendwell.delivery.records", "SyncRecords", "add", "SyncRecords.add(): build the rows"),
+    ("sendwell.delivery.records", "SyncRecords", "flush", "SyncRecords.flush(): INSERTs"),
+    # Before it (delivery.py):
     ("sendwell.delivery", "", "build_record", "build_record: prepare(), size check, Message()"),
     ("sendwell.delivery", "", "prepare", "  of which prepare(): MIME + envelope addresses"),
     ("sendwell.pacing", "Pacer", "acquire", "pacing: Pacer.acquire() (limits, slot)"),

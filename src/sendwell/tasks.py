@@ -8,6 +8,7 @@ costs nothing but a little latency (the sweep) or a query (claims).
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
 from typing import Any
@@ -21,10 +22,6 @@ from sendwell.ratelimit import prune_counters
 logger = logging.getLogger("sendwell.tasks")
 
 
-# Declared on the configured backend and queue: the decorator validates the task against that
-# backend, and a backend whose QUEUES lack "default" (TASK_QUEUE = "email", QUEUES = ["email"])
-# would refuse the task at import - inside on_commit, failing the caller's send_messages().
-@compat.task(queue_name=conf.setting("TASK_QUEUE"), backend=conf.setting("TASK_BACKEND"))
 def drain_outbox() -> dict[str, int]:
     """Deliver due messages for up to TASK_TIME_BUDGET_SECONDS, then schedule what remains."""
     results = worker.drain()
@@ -32,14 +29,36 @@ def drain_outbox() -> dict[str, int]:
     return results
 
 
+# The module attribute ``drain_outbox`` is the Task (what workers import by its path,
+# "sendwell.tasks.drain_outbox"), built by __getattr__ below on each use from the settings in force:
+# TASK_QUEUE and TASK_BACKEND are read per call, as every sendwell setting is, and declaring the
+# task at import would look up the task backend while apps are still being readied.
+_drain_outbox = drain_outbox
+del drain_outbox
+
+
+@functools.cache
+def _task(queue_name: str, backend: str) -> Any:
+    # Declared on the configured backend and queue: the decorator validates the task against
+    # that backend, which refuses a queue it lacks (TASK_QUEUE = "email", QUEUES = ["email"]
+    # refuses "default").
+    return compat.task(queue_name=queue_name, backend=backend)(_drain_outbox)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "drain_outbox":
+        return _task(conf.setting("TASK_QUEUE"), conf.setting("TASK_BACKEND"))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def enqueue_drain(*, run_after: Any = None) -> None:
     """Wake a worker; never fails the caller (the sweep catches anything a lost job leaves)."""
     backend_alias = conf.setting("TASK_BACKEND")
-    options: dict[str, Any] = {"queue_name": conf.setting("TASK_QUEUE"), "backend": backend_alias}
-    if run_after is not None and compat.task_backends[backend_alias].supports_defer:
-        options["run_after"] = run_after
     try:
-        drain_outbox.using(**options).enqueue()
+        task = _task(conf.setting("TASK_QUEUE"), backend_alias)
+        if run_after is not None and compat.task_backends[backend_alias].supports_defer:
+            task = task.using(run_after=run_after)
+        task.enqueue()
     except Exception:
         logger.exception("sendwell: could not enqueue a delivery task; the sweep will retry")
 

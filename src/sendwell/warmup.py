@@ -46,12 +46,13 @@ def warm_up() -> int:
         except Exception:  # not a sendwell backend, or misconfigured: not ours to report here
             logger.debug("sendwell: no warm-up for mailer %r", alias, exc_info=True)
             continue
-        if route.ses is None:
-            continue
-        try:
-            aws.ses_client(route.ses.options)
-        except Exception:
-            logger.debug("sendwell: could not build the SES client of %r", alias, exc_info=True)
-            continue
-        built += 1
+        for transport in route.transports:
+            if transport.paced_by is None:  # not SES
+                continue
+            try:
+                aws.ses_client(transport.paced_by)
+            except Exception:
+                logger.debug("sendwell: could not build the SES client of %r", alias, exc_info=True)
+                continue
+            built += 1
     return built

@@ -75,9 +75,9 @@ class OutboxBackend(BaseEmailBackend):
             # The outbox retries on its own schedule; botocore retrying inside a call would
             # only add duplicates after timeouts and hide errors from the circuit breaker.
             ses_transport = SESTransport(ses_options({"max_attempts": 1, **ses}, where=where))
-        self.route = Route(
-            ses=ses_transport,
-            smtp=SMTPTransport(smtp, alias=alias) if smtp is not None else None,
+        self.route = Route.of(
+            ses_transport,
+            SMTPTransport(smtp, alias=alias) if smtp is not None else None,
             failover=failover,
         )
 

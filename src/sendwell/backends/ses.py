@@ -48,7 +48,7 @@ class SESBackend(BaseEmailBackend):
         self.fail_silently = fail_silently
         self.options = ses_options(options, where=f"SESBackend({alias or 'EMAIL_BACKEND'})")
         self.transport = SESTransport(self.options)
-        self.route = Route(ses=self.transport, smtp=None)
+        self.route = Route.of(self.transport)
 
     def __repr__(self) -> str:
         return (

@@ -171,7 +171,7 @@ class SMTPBackend(EmailBackend):
     @cached_property
     def route(self) -> Route:
         """How sendwell's delivery code reaches this server: through this backend's connection."""
-        return Route(ses=None, smtp=SMTPTransport(backend=self))
+        return Route.of(SMTPTransport(backend=self))
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         """Send over one connection, as Django does, recording each message in the outbox."""

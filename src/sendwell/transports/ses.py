@@ -55,13 +55,21 @@ class SESTransport:
     def client(self) -> Any:
         return aws.ses_client(self.options)
 
+    @property
+    def paced_by(self) -> SESOptions:
+        return self.options
+
+    @property
+    def configuration_set(self) -> str | None:
+        return self.options.configuration_set
+
     def send(self, prepared: PreparedMessage) -> list[AcceptedCall]:
         """Send ``prepared``; return one :class:`AcceptedCall` per SES call.
 
         On failure the raised :class:`DeliveryError` carries ``accepted``: the calls that had
         already succeeded (their recipients must not be sent to again).
         """
-        self.check_size(prepared)
+        self.check(prepared)
         accepted: list[AcceptedCall] = []
         for chunk in recipient_chunks(prepared.recipients):
             try:
@@ -73,7 +81,7 @@ class SESTransport:
             accepted.append(AcceptedCall(response["MessageId"], chunk))
         return accepted
 
-    def check_size(self, prepared: PreparedMessage) -> None:
+    def check(self, prepared: PreparedMessage) -> None:
         limit = self.options.max_raw_size
         if len(prepared.raw) > limit:
             raise MessageTooLargeError(

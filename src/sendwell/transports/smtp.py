@@ -423,6 +423,12 @@ class SMTPTransport:
     name = TRANSPORT
     # RFC 5321 requires servers to accept at least 100 recipients per transaction.
     max_recipients = 100
+    # No account limit applies (a relay's own limits come back as errors), and no SES options.
+    paced_by = None
+    configuration_set = None
+
+    def check(self, prepared: PreparedMessage) -> None:
+        """Nothing to check before the hand-over: the server says what it refuses."""
 
     def __init__(
         self,
