@@ -1,24 +1,9 @@
-"""The outbox in the Django admin: what was sent, to whom, how, and what went wrong.
-
-Every page is read-only: the outbox is the record of what happened, and a worker may hold a row at
-any moment, so saving a stale form could undo its work. Operators act on messages only through
-two actions (:mod:`sendwell.operations`, which commands can call too), each one conditional
-``UPDATE`` whose ``WHERE`` re-checks the status, so that a worker's claim and an operator's click
-can never both win:
-
-* retry failed/deferred messages: requeue them and their unsent recipients (never the sent ones);
-* cancel queued/deferred messages (never one a worker holds, never a sent one).
-
-Nothing here reads settings: no page shows configuration, credentials or a settings dump. Message
-contents are shown as escaped text only (headers, a plain-text preview); the HTML body is never
-rendered.
-"""
+"""The outbox's messages: list, search, the MIME shown as text, the retry and cancel actions."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from email.message import EmailMessage as MIMEMessage
-from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
@@ -31,6 +16,14 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from sendwell.admin.common import (
+    AttemptInlineBase,
+    MessageAdminBase,
+    ReadOnlyDetail,
+    ReadOnlyInline,
+    RecipientInlineBase,
+    badge,
+)
 from sendwell.mime_display import mime_headers, mime_parts, parse, short, text_preview
 from sendwell.models import Attempt, Message, MessageStatus, Recipient
 from sendwell.operations import (
@@ -41,69 +34,8 @@ from sendwell.operations import (
     retry_messages,
 )
 
-if TYPE_CHECKING:
-    MessageAdminBase = admin.ModelAdmin[Message]
-    RecipientAdminBase = admin.ModelAdmin[Recipient]
-    AttemptAdminBase = admin.ModelAdmin[Attempt]
-    RecipientInlineBase = admin.TabularInline[Recipient, Message]
-    AttemptInlineBase = admin.TabularInline[Attempt, Message]
-else:  # ModelAdmin is not subscriptable at run time (without django-stubs-ext).
-    MessageAdminBase = RecipientAdminBase = AttemptAdminBase = admin.ModelAdmin
-    RecipientInlineBase = AttemptInlineBase = admin.TabularInline
 
-
-_COLORS = {
-    # message and recipient statuses
-    "queued": "#417690",
-    "sending": "#205067",
-    "sent": "#2e7d32",
-    "delivered": "#1b5e20",
-    "deferred": "#a05a00",
-    "retry": "#a05a00",
-    "failed": "#ba2121",
-    "bounced": "#ba2121",
-    "complained": "#8b1a1a",
-    "suppressed": "#6f42c1",
-    "cancelled": "#666666",
-    "failed_over": "#205067",
-}
-_BADGE = (
-    '<span class="sendwell-badge sendwell-{}" style="display:inline-block;padding:1px 8px;'
-    "border-radius:9px;color:#fff;background:{};font-size:11px;font-weight:600;"
-    'white-space:nowrap">{}</span>'
-)
-
-
-def badge(value: str, label: Any) -> SafeString:
-    """A colored label for a status or outcome; every part escaped."""
-    return format_html(_BADGE, value, _COLORS.get(value, "#666666"), label)
-
-
-def _admin_link(model: type[Message], pk: int, text: str) -> SafeString:
-    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
-    return format_html('<a href="{}">{}</a>', url, text)
-
-
-# --- inlines --------------------------------------------------------------------------------
-
-
-class _ReadOnlyInline:
-    extra = 0
-    max_num: int | None = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class RecipientInline(_ReadOnlyInline, RecipientInlineBase):
+class RecipientInline(ReadOnlyInline, RecipientInlineBase):
     model = Recipient
     fields = ("address", "status_badge", "transport", "ses_message_id", "sent_at", "error")
     readonly_fields = fields
@@ -114,7 +46,7 @@ class RecipientInline(_ReadOnlyInline, RecipientInlineBase):
         return badge(obj.status, obj.get_status_display())
 
 
-class AttemptInline(_ReadOnlyInline, AttemptInlineBase):
+class AttemptInline(ReadOnlyInline, AttemptInlineBase):
     model = Attempt
     fields = (
         "started_at",
@@ -136,23 +68,6 @@ class AttemptInline(_ReadOnlyInline, AttemptInlineBase):
 
 
 # --- messages -------------------------------------------------------------------------------
-
-
-class _ReadOnlyDetail:
-    """The change page only shows; actions (which need "change") stay on the list."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if obj is not None:
-            # Never save a form over a row a worker may be updating.
-            return False
-        return bool(super().has_change_permission(request, obj))  # type: ignore[misc]
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # The outbox is the record of what was sent; it is not edited by hand.
-        return False
 
 
 _MESSAGE_FIELDS = (
@@ -182,7 +97,7 @@ _CONTENT_FIELDS = ("raw_size", "headers_table", "parts_table", "body_preview")
 
 
 @admin.register(Message)
-class MessageAdmin(_ReadOnlyDetail, MessageAdminBase):
+class MessageAdmin(ReadOnlyDetail, MessageAdminBase):
     list_display = (
         "id",
         "created_at",
@@ -347,104 +262,3 @@ class MessageAdmin(_ReadOnlyDetail, MessageAdminBase):
 
 
 # --- recipients and attempts ----------------------------------------------------------------
-
-
-@admin.register(Recipient)
-class RecipientAdmin(_ReadOnlyDetail, RecipientAdminBase):
-    list_display = (
-        "address",
-        "status_badge",
-        "message_link",
-        "transport",
-        "ses_message_id",
-        "sent_at",
-        "updated_at",
-        "error_text",
-    )
-    list_filter = ("status", "transport")
-    search_fields = ("address", "ses_message_id")
-    list_select_related = ("message",)
-    ordering = ("-id",)
-    show_full_result_count = False
-    fields = (
-        "message_link",
-        "address",
-        "status_badge",
-        "transport",
-        "ses_message_id",
-        "sent_at",
-        "updated_at",
-        "error",
-    )
-    readonly_fields = fields
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Recipient]:
-        return super().get_queryset(request).select_related("message").defer("message__raw")
-
-    @admin.display(description=_("status"), ordering="status")
-    def status_badge(self, obj: Recipient) -> SafeString:
-        return badge(obj.status, obj.get_status_display())
-
-    @admin.display(description=_("message"), ordering="message")
-    def message_link(self, obj: Recipient) -> SafeString:
-        return _admin_link(
-            Message, obj.message_id, f"#{obj.message_id} {short(obj.message.subject, 50)}"
-        )
-
-    @admin.display(description=_("error"))
-    def error_text(self, obj: Recipient) -> str:
-        return short(obj.error)
-
-
-@admin.register(Attempt)
-class AttemptAdmin(_ReadOnlyDetail, AttemptAdminBase):
-    list_display = (
-        "started_at",
-        "message_link",
-        "transport",
-        "outcome_badge",
-        "recipients",
-        "duration",
-        "error_code",
-        "error_text",
-        "worker",
-    )
-    list_filter = ("outcome", "transport", "started_at")
-    search_fields = ("error_code", "error", "worker")
-    date_hierarchy = "started_at"
-    ordering = ("-started_at", "-id")
-    show_full_result_count = False
-    fields = (
-        "message_link",
-        "started_at",
-        "finished_at",
-        "duration",
-        "transport",
-        "outcome_badge",
-        "recipients",
-        "ses_message_ids",
-        "error_code",
-        "error",
-        "worker",
-    )
-    readonly_fields = fields
-
-    @admin.display(description=_("message"), ordering="message")
-    def message_link(self, obj: Attempt) -> SafeString:
-        # By id only: loading the message would cost a query per row.
-        return _admin_link(Message, obj.message_id, f"#{obj.message_id}")
-
-    @admin.display(description=_("outcome"), ordering="outcome")
-    def outcome_badge(self, obj: Attempt) -> SafeString:
-        return badge(obj.outcome, obj.get_outcome_display())
-
-    @admin.display(description=_("duration"))
-    def duration(self, obj: Attempt) -> str:
-        return f"{(obj.finished_at - obj.started_at).total_seconds():.2f} s"
-
-    @admin.display(description=_("error"))
-    def error_text(self, obj: Attempt) -> str:
-        return short(obj.error)
-
-
-__all__ = ["AttemptAdmin", "MessageAdmin", "RecipientAdmin"]
