@@ -32,7 +32,8 @@ from sendwell.conf import CLASSIC_SMTP_SETTINGS
 from sendwell.delivery import Route, SyncRecords, send_now
 from sendwell.exceptions import ConfigurationError, DeliveryError
 from sendwell.options import SecretStr, raise_for, smtp_problems
-from sendwell.transports.smtp import SMTPTransport, translate_smtp_error
+from sendwell.transports.smtp import SMTPTransport
+from sendwell.transports.smtp_errors import translate_smtp_error
 
 if TYPE_CHECKING:
     from _typeshed import StrOrBytesPath, StrPath
