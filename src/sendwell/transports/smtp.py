@@ -1,29 +1,34 @@
-"""The SMTP transport: one prepared message -> one SMTP transaction."""
+"""The SMTP transport: one prepared message -> one SMTP transaction.
+
+:class:`SMTPTransport` is what the delivery engine holds for SMTP. It sends over an
+:class:`~sendwell.transports.smtp_connection.SMTPConnection`: a synchronous backend's own (see
+:meth:`SMTPTransport.on`), or, for the outbox worker, a new one for each message.
+"""
 
 from __future__ import annotations
 
 import smtplib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-from sendwell.exceptions import TransportConnectionError
 from sendwell.mime import PreparedMessage
 from sendwell.transports.base import AcceptedCall
-from sendwell.transports.smtp_errors import TRANSPORT, translate_smtp_error
-
-if TYPE_CHECKING:
-    from sendwell.backends.smtp import SMTPBackend
+from sendwell.transports.smtp_connection import SMTPConnection, server_from_options
+from sendwell.transports.smtp_errors import TRANSPORT
 
 __all__ = ["SMTPTransport"]
 
 
 class SMTPTransport:
-    """Hands prepared messages to an SMTP server through sendwell's :class:`SMTPBackend`.
+    """Hands prepared messages to an SMTP server.
 
-    Bound to a backend (the synchronous path), it uses that backend's connection, which the
-    backend opens and closes around a batch as Django's does. Unbound (the outbox worker), it
-    builds a backend from ``options`` for each message and closes it afterwards: workers send
-    from many threads, and one connection per message is the simple thread-safe choice for a
-    transport that is mostly a fallback.
+    Bound to a connection with :meth:`on` (the synchronous backend's), it sends over that
+    connection, which the backend opens and closes around a batch as Django's does; outside a
+    batch it opens and closes it around each message. Unbound (the outbox worker), it reads
+    ``options`` (or, with no ``alias``, the classic ``EMAIL_*`` settings) as ``SMTPBackend``
+    does and opens a connection for each message: workers send from many threads, and one
+    connection per message is the simple thread-safe choice for a transport that is mostly a
+    fallback.
     """
 
     name = TRANSPORT
@@ -31,58 +36,41 @@ class SMTPTransport:
     max_recipients = 100
 
     def __init__(
-        self,
-        options: dict[str, Any] | None = None,
-        *,
-        alias: str | None = None,
-        backend: SMTPBackend | None = None,
+        self, options: Mapping[str, Any] | None = None, *, alias: str | None = None
     ) -> None:
         self.options = dict(options or {})
         self.alias = alias
-        self.backend = backend
+        self.connection: SMTPConnection | None = None
 
-    def _new_backend(self) -> SMTPBackend:
-        from sendwell.backends.smtp import SMTPBackend  # noqa: PLC0415 - it imports this module
-
-        # RemovedInSendwellDjango52: with no alias the backend reads the classic EMAIL_* settings.
-        return SMTPBackend(alias=self.alias, **self.options)
+    @classmethod
+    def on(cls, connection: SMTPConnection) -> SMTPTransport:
+        """A transport sending over ``connection``, taking turns with its other users."""
+        transport = cls()
+        transport.connection = connection
+        return transport
 
     def send(self, prepared: PreparedMessage) -> list[AcceptedCall]:
-        if self.backend is None:
-            return self._send(self._new_backend(), prepared)
-        # A bound backend has one connection: threads (an outbox worker) take turns on it.
-        with self.backend._lock:
-            return self._send(self.backend, prepared)
-
-    def _send(self, backend: SMTPBackend, prepared: PreparedMessage) -> list[AcceptedCall]:
-        # open() is a no-op returning False when the connection is already open (a batch).
-        opened = backend.open()
-        connection = backend.connection
-        if connection is None:  # open() failed silently (fail_silently)
-            raise TransportConnectionError(
-                f"could not connect to the SMTP server {backend.host}:{backend.port}",
-                remedy="check EMAIL_HOST and EMAIL_PORT",
-                transport=TRANSPORT,
-            )
-        try:
-            refused = connection.sendmail(
-                prepared.envelope_from, list(prepared.recipients), prepared.raw
-            )
-        except (smtplib.SMTPException, OSError) as exc:
-            raise backend._translate(exc) from exc
-        finally:
-            if opened:
-                backend.close()
+        # Read on every message, not once: settings are never cached (override_settings works),
+        # and a mistake in them fails the message that meets it, as it always has.
+        connection = self.connection
+        if connection is None:
+            connection = SMTPConnection(server_from_options(self.options, alias=self.alias))
+        # A shared connection has one session: threads (an outbox worker's) take turns on it.
+        with connection.lock:
+            # open() is a no-op returning False when the session is already open (a batch).
+            opened = connection.open()
+            try:
+                refused = connection.sendmail(
+                    prepared.envelope_from, prepared.recipients, prepared.raw
+                )
+            finally:
+                if opened:
+                    connection.close()
         accepted = tuple(r for r in prepared.recipients if r not in refused)
         calls = [AcceptedCall("", accepted)]
         if refused:
             # Some recipients were taken: they count as sent; the others fail with the reasons.
-            error = translate_smtp_error(
-                smtplib.SMTPRecipientsRefused(refused),
-                host=str(backend.host),
-                port=int(backend.port),
-                username=backend.username or None,
-            )
+            error = connection.translate(smtplib.SMTPRecipientsRefused(refused))
             error.accepted = calls
             raise error
         return calls
