@@ -51,8 +51,11 @@ _HAS_MAILERS = django.VERSION >= (6, 1)
 class SMTPBackend(EmailBackend):
     """Django's SMTP email backend with sendwell's errors and an ``ssl_cafile`` option.
 
-    Django's ``EmailBackend.__init__`` reads the options; everything on the wire is done by
-    ``smtp_connection``, so Django's ``open()``, ``close()`` and ``connection_class`` are not used.
+    Django's ``EmailBackend.__init__`` reads the options, once: ``smtp_connection`` (a
+    transport-layer :class:`SMTPConnection`) is made from them and does everything on the wire,
+    for ``send_messages()`` and for the outbox worker sending through ``route``. So ``open()``
+    and ``close()`` are overridden and Django's ``connection_class``, ``_send()`` and
+    ``_close_connection()`` go unused; ``connection`` is still the open smtplib session.
     """
 
     alias: str | None

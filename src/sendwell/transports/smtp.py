@@ -50,10 +50,10 @@ class SMTPTransport:
         return transport
 
     def send(self, prepared: PreparedMessage) -> list[AcceptedCall]:
-        # Read on every message, not once: settings are never cached (override_settings works),
-        # and a mistake in them fails the message that meets it, as it always has.
         connection = self.connection
         if connection is None:
+            # Options read for every message, not once: settings are never cached
+            # (override_settings works), and a mistake in them fails the message that meets it.
             connection = SMTPConnection(server_from_options(self.options, alias=self.alias))
         # A shared connection has one session: threads (an outbox worker's) take turns on it.
         with connection.lock:
