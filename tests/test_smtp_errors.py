@@ -34,7 +34,7 @@ from sendwell.exceptions import (
     TransportConnectionError,
     TransportTimeoutError,
 )
-from sendwell.transports.smtp import translate_smtp_error
+from sendwell.transports.smtp_errors import translate_smtp_error
 
 SES_HOST = "email-smtp.eu-west-1.amazonaws.com"
 USERNAME = "AKIAEXAMPLEUSER"

@@ -11,6 +11,11 @@ adds three things:
   Django honours it.
 * ``repr()`` and the stored password never show the password.
 
+This module owns what makes it a Django backend (options, ``fail_silently``, batches, the
+outbox records); the session itself is a transport-layer
+:class:`~sendwell.transports.smtp_connection.SMTPConnection`, the same code the outbox worker
+sends with.
+
 Configure it on Django 6.1 with ``MAILERS = {"smtp": {"BACKEND": "sendwell.backends.smtp.
 SMTPBackend", "OPTIONS": {"host": ..., "ssl_cafile": ...}}}``, or on Django 5.2 with
 ``EMAIL_BACKEND`` and the ``EMAIL_*`` settings.
@@ -24,15 +29,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import django
-from django.conf import settings
 from django.core.mail.backends.smtp import EmailBackend
 from django.utils.functional import cached_property
 
-from sendwell.conf import CLASSIC_SMTP_SETTINGS
 from sendwell.delivery import Route, SyncRecords, send_now
-from sendwell.exceptions import ConfigurationError, DeliveryError
-from sendwell.options import SecretStr, raise_for, smtp_problems
-from sendwell.transports.smtp import SMTPTransport, translate_smtp_error
+from sendwell.exceptions import DeliveryError
+from sendwell.options import SecretStr
+from sendwell.transports.smtp import SMTPTransport
+from sendwell.transports.smtp_connection import SMTPConnection, checked_server
 
 if TYPE_CHECKING:
     from _typeshed import StrOrBytesPath, StrPath
@@ -45,12 +49,18 @@ _HAS_MAILERS = django.VERSION >= (6, 1)
 
 
 class SMTPBackend(EmailBackend):
-    """Django's SMTP email backend with sendwell's errors and an ``ssl_cafile`` option."""
+    """Django's SMTP email backend with sendwell's errors and an ``ssl_cafile`` option.
+
+    Django's ``EmailBackend.__init__`` reads the options, once: ``smtp_connection`` (a
+    transport-layer :class:`SMTPConnection`) is made from them and does everything on the wire,
+    for ``send_messages()`` and for the outbox worker sending through ``route``. So ``open()``
+    and ``close()`` are overridden and Django's ``connection_class``, ``_send()`` and
+    ``_close_connection()`` go unused; ``connection`` is still the open smtplib session.
+    """
 
     alias: str | None
     ssl_cafile: StrPath | None
-    # Django's own (private, in 5.2 and 6.1): the connection while open() sets it up.
-    _partial_connection: smtplib.SMTP | None
+    smtp_connection: SMTPConnection
 
     def __init__(  # noqa: PLR0917 - Django's positional signature, kept for compatibility
         self,
@@ -90,28 +100,16 @@ class SMTPBackend(EmailBackend):
             **kwargs,
         )
         self.alias = alias
-        if alias is None:
-            self.ssl_cafile = (
-                getattr(settings, "EMAIL_SSL_CAFILE", None) if ssl_cafile is None else ssl_cafile
-            ) or None
-            where, names = "the EMAIL_* settings", CLASSIC_SMTP_SETTINGS
-        else:
-            self.ssl_cafile = ssl_cafile or None
-            where, names = f"MAILERS[{alias!r}]['OPTIONS']", {}
         if self.password:
             # Debuggers, error reports and vars() print attributes with repr().
             self.password = SecretStr(self.password)
-        raise_for(
-            smtp_problems(
-                port=self.port,
-                use_tls=self.use_tls,
-                use_ssl=self.use_ssl,
-                ssl_cafile=self.ssl_cafile,
-                timeout=self.timeout,
-                names=names,
-            ),
-            f"{type(self).__name__}: invalid options in {where}",
+        self.smtp_connection = SMTPConnection(
+            checked_server(self, ssl_cafile=ssl_cafile, alias=alias, what=type(self).__name__)
         )
+        self.ssl_cafile = self.smtp_connection.server.ssl_cafile
+        # One lock for this backend's batches and for sends through its route from other
+        # threads (an outbox worker's): they all share the one session.
+        self._lock = self.smtp_connection.lock
 
     def __repr__(self) -> str:
         mode = "ssl" if self.use_ssl else "starttls" if self.use_tls else "plain"
@@ -120,71 +118,54 @@ class SMTPBackend(EmailBackend):
             f"{mode} username={self.username or None!r} ssl_cafile={self.ssl_cafile!r}>"
         )
 
-    @cached_property
+    @property
+    def connection(self) -> smtplib.SMTP | None:
+        """The open smtplib session, as on Django's backend, or None; open() and close() set it."""
+        return self.smtp_connection.session
+
+    @connection.setter
+    def connection(self, value: smtplib.SMTP | None) -> None:
+        # Django's __init__ starts with None, before smtp_connection exists; a session only
+        # ever comes from open().
+        if value is not None:
+            raise AttributeError("SMTPBackend.connection is set by open(), not assigned")
+
+    @property
     def ssl_context(self) -> ssl.SSLContext:
         """A verifying client context: ``ssl_cafile`` (or the system CAs) plus any client cert.
 
-        Django builds a bare ``PROTOCOL_TLS_CLIENT`` context when a client certificate is set,
-        which trusts no CA at all; this one always starts from ``create_default_context()``.
+        Raises ConfigurationError when the files cannot be loaded, even with ``fail_silently``.
         """
-        if self.ssl_keyfile and not self.ssl_certfile:
-            raise ConfigurationError(
-                "EMAIL_SSL_KEYFILE / ssl_keyfile is set without EMAIL_SSL_CERTFILE / ssl_certfile",
-                remedy="set the client certificate file too, or remove the key file",
-            )
-        try:
-            context = ssl.create_default_context(cafile=self.ssl_cafile)
-            if self.ssl_certfile:
-                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
-        except OSError as exc:  # ssl.SSLError included: a file that is not PEM
-            # Raised as a configuration error, not an OSError, so that fail_silently cannot hide
-            # a broken certificate file: it would drop every message without a word.
-            raise ConfigurationError(
-                f"cannot load the TLS files for SMTP server {self.host}:{self.port} ({exc})",
-                remedy=(
-                    "EMAIL_SSL_CAFILE / ssl_cafile must be a PEM file of CA certificates; "
-                    "EMAIL_SSL_CERTFILE and EMAIL_SSL_KEYFILE a PEM client certificate and key"
-                ),
-            ) from exc
-        return context
+        return self.smtp_connection.ssl_context
 
     def open(self) -> bool | None:
-        # Django's open() swallows OSError when fail_silently is on (and returns None) and
-        # re-raises it otherwise; only the re-raised error gets to the except clause.
+        """Open the session unless it is open, as Django does: whether this call opened it.
+
+        With ``fail_silently``, a server that cannot be reached or refuses the login makes it
+        return None instead of raising.
+        """
         try:
-            opened = super().open()
-        except BaseException as exc:
-            self._drop_partial_connection()
-            if isinstance(exc, OSError):
-                raise self._translate(exc) from exc
+            return self.smtp_connection.open()
+        except DeliveryError:  # every OSError, which is what Django's open() swallows
+            if self.fail_silently:
+                return None
             raise
-        if opened is None:
-            self._drop_partial_connection()
-        return opened
 
     def close(self) -> None:
-        try:
-            super().close()
-        except OSError as exc:
-            raise self._translate(exc) from exc
+        self.smtp_connection.close(quiet=self.fail_silently)
 
     @cached_property
     def route(self) -> Route:
         """How sendwell's delivery code reaches this server: through this backend's connection."""
-        return Route.of(SMTPTransport(backend=self))
+        return Route.of(SMTPTransport.on(self.smtp_connection))
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         """Send over one connection, as Django does, recording each message in the outbox."""
         if not email_messages:
             return 0
         with self._lock:
-            try:
-                new_connection = self.open()
-            except DeliveryError:
-                if self.fail_silently:
-                    return 0
-                raise
-            if not self.connection or new_connection is None:
+            new_connection = self.open()
+            if new_connection is None:
                 return 0  # open() failed silently
             sent = 0
             mailer = self.alias or "default"
@@ -202,28 +183,6 @@ class SMTPBackend(EmailBackend):
                 if new_connection:
                     self.close()
         return sent
-
-    def _drop_partial_connection(self) -> None:
-        """Close the socket of a connection that failed to open.
-
-        Django keeps it to send QUIT on the next open() or close(), which a failing caller
-        rarely makes: the socket then lives as long as the exception and its traceback, one file
-        descriptor per failed attempt. A connection that failed half-way has nothing worth a
-        polite QUIT, which could itself wait out the timeout.
-        """
-        partial = self._partial_connection
-        self._partial_connection = None
-        if partial is not None:
-            partial.close()
-
-    def _translate(self, exc: OSError) -> DeliveryError:
-        return translate_smtp_error(
-            exc,
-            host=str(self.host),
-            port=int(self.port),
-            username=self.username or None,
-            tls=bool(self.use_ssl or self.use_tls),
-        )
 
 
 # RemovedInDjango70Warning.
