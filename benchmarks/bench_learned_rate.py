@@ -6,7 +6,7 @@ Run from the repository root::
         [--sync-messages 300] [--readable-messages 1000,3000] [--django-ses-messages 300]
         [--workers 4] [--json PATH] [--keep]
 
-Every scenario talks to its own ``python -m sendwell.testing.fake_ses`` process; every figure of
+Every scenario talks to its own ``python -m testservers.fake_ses`` process; every figure of
 delivery comes from that endpoint's record (``received_at`` of each accepted message, its counts
 of send requests and refusals). sendwell runs with its DEFAULT settings (``SENDWELL = {}``:
 nothing pins a rate or a 24-hour cap); where the account's limits are unreadable, both

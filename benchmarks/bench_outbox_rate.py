@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_outbox_rate.py [--messages 3000] [--workers 4]
         [--rate 100] [--latency 0.05] [--engines sqlite,postgres] [--django-ses-messages 500]
 
-One fault-injecting SES endpoint (``python -m sendwell.testing.fake_ses``) answers every send
+One fault-injecting SES endpoint (``python -m testservers.fake_ses``) answers every send
 after ``--latency`` seconds and reports a ``MaxSendRate`` of ``--rate`` through ``GetAccount``.
 It *enforces* that rate (``--enforce-rate``): a send that would make any rolling second hold more
 than ``--rate`` recipients is refused with SES's own throttling error, and counted. sendwell is
@@ -61,7 +61,8 @@ def run_engine(
     engine: str, fake: h.FakeSESProcess, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
     """Queue and deliver ``args.messages`` with ``engine``; return the figures."""
-    from sendwell.testing.servers import PostgresServer, RedisServer  # noqa: PLC0415
+    from testservers.postgres import PostgresServer  # noqa: PLC0415
+    from testservers.redis import RedisServer  # noqa: PLC0415
 
     sendwell: dict[str, Any] = {}
     if args.rate_fraction is not None:

@@ -293,7 +293,7 @@ def _measure(label: str, repeat: int, *, gate: bool) -> dict[str, Any]:
 
 
 def run_claims(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
-    from sendwell.testing.servers import PostgresServer  # noqa: PLC0415
+    from testservers.postgres import PostgresServer  # noqa: PLC0415
 
     results: list[dict[str, Any]] = []
     for database in args.databases.split(","):

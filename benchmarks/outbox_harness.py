@@ -127,7 +127,7 @@ def run_driver(
 
 
 class FakeSESProcess:
-    """``python -m sendwell.testing.fake_ses`` as a child, and its HTTP control endpoints."""
+    """``python -m testservers.fake_ses`` as a child, and its HTTP control endpoints."""
 
     def __init__(
         self,
@@ -143,7 +143,7 @@ class FakeSESProcess:
         # enforce_rate: False, True or "rolling" (--enforce-rate), "ses" (--enforce-ses);
         # get_account/get_send_quota: "ok", "denied", "missing" or "error" (see FakeSES).
         command = [
-            PYTHON, "-m", "sendwell.testing.fake_ses",
+            PYTHON, "-m", "testservers.fake_ses",
             "--port", "0",
             "--rate", str(rate),
             "--quota", str(quota),

@@ -56,8 +56,8 @@ import boto3
 import django
 from dotenv import dotenv_values
 
-from sendwell.testing.servers import free_port
-from sendwell.testing.smtp import LocalSMTPServer
+from testservers.base import free_port
+from testservers.smtp import LocalSMTPServer
 
 EXAMPLE_DIR = Path(__file__).resolve().parent
 REPO_DIR = EXAMPLE_DIR.parent
@@ -464,7 +464,7 @@ def stop_processes(processes: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 class LocalSESAccount:
-    """sendwell's FakeSES (``python -m sendwell.testing.fake_ses``) in a subprocess: an SES v2
+    """sendwell's FakeSES (``python -m testservers.fake_ses``) in a subprocess: an SES v2
     endpoint whose GetAccount reports a small max send rate, which it also enforces as SES does
     (``--enforce-rate``: a call that would put more recipients than the rate into one second is
     refused with "Maximum sending rate exceeded"). It records when each message arrived."""
@@ -481,7 +481,7 @@ class LocalSESAccount:
         command = [
             sys.executable,
             "-m",
-            "sendwell.testing.fake_ses",
+            "testservers.fake_ses",
             "--port",
             "0",
             "--rate",

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from sendwell.testing.servers import PostgresServer, RedisServer, ServerNotInstalled
+from testservers.postgres import PostgresServer
+from testservers.process import ServerNotInstalled
+from testservers.redis import RedisServer
 
 __all__ = ["postgres_server", "redis_server"]
 

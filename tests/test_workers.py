@@ -35,9 +35,10 @@ from typing import Any
 import pytest
 
 from sendwell.conf import DEFAULTS
-from sendwell.testing.fake_ses import AcceptedMessage, FakeSES
-from sendwell.testing.servers import PostgresServer, RedisServer
 from tests.server_fixtures import postgres_server, redis_server  # noqa: F401
+from testservers.fake_ses import AcceptedMessage, FakeSES
+from testservers.postgres import PostgresServer
+from testservers.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = "tests.worker_project.settings"
@@ -99,12 +100,12 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 
 class FakeSESProcess:
-    """``python -m sendwell.testing.fake_ses`` as a process, steered over its HTTP control API."""
+    """``python -m testservers.fake_ses`` as a process, steered over its HTTP control API."""
 
     def __init__(self, processes: Processes, *args: str) -> None:
         self.process = processes.start(
             "fake_ses",
-            [sys.executable, "-u", "-m", "sendwell.testing.fake_ses", "--port", "0", *args],
+            [sys.executable, "-u", "-m", "testservers.fake_ses", "--port", "0", *args],
             dict(os.environ),
         )
         log = processes.directory / "fake_ses.log"
