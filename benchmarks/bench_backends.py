@@ -62,6 +62,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Run as a script, this has benchmarks/ as sys.path[0]; the test servers it starts live at the
+# repository root (testservers/, which is not in the wheel).
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
 # Talk to 127.0.0.1 only: no real AWS configuration, no instance metadata service, no proxy.
 # Set before boto3 is imported or any session exists.
 for _name in list(os.environ):

@@ -55,9 +55,9 @@ class FakeSESProcess(TestServer):
         self.command = [
             sys.executable, "-u", "-m", "testservers.fake_ses",
             "--port", "0",
-            "--rate", f"{rate:g}",
+            "--rate", str(rate),
             "--quota", str(quota),
-            "--latency", f"{latency:g}",
+            "--latency", str(latency),
             "--get-account", get_account,
             "--get-send-quota", get_send_quota,
         ]  # fmt: skip
