@@ -12,12 +12,10 @@ import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from dotenv import dotenv_values
 
-from testservers.base import stop_process
+from testservers.base import TestServer, stop_process
 from testservers.fake_ses import FakeSESProcess
 
 EXAMPLE_DIR = Path(__file__).resolve().parent
@@ -166,7 +164,7 @@ def manage(
 # --- part 2: the workers ---------------------------------------------------------------------
 
 
-class Workers:
+class Workers(TestServer):
     """``manage.py db_worker`` processes: django-tasks-db's workers, which run sendwell's
     delivery task. Each logs to ``.demo/worker-N.log``; all are stopped on exit."""
 
@@ -177,7 +175,7 @@ class Workers:
         self.pids: list[int] = []
         self.log_files = [DEMO_DIR / f"worker-{number}.log" for number in range(1, count + 1)]
 
-    def __enter__(self) -> Self:
+    def start(self) -> None:
         try:
             for number, log_file in enumerate(self.log_files, start=1):
                 args = ["db_worker", *WORKER_OPTIONS, "--worker-id", f"demo-worker-{number}"]
@@ -200,15 +198,6 @@ class Workers:
         except BaseException:
             self.stop()
             raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def check_running(self) -> None:
         for number, process in enumerate(self.processes, start=1):

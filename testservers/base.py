@@ -41,7 +41,8 @@ def stop_process(
 
 
 class TestServer:
-    """``with Server(...) as server:`` starts it and stops it however the block ends.
+    """``with Server(...) as server:`` starts it and stops it however the block ends (servers,
+    and anything else started and stopped so, such as the demo's workers).
 
     Subclasses define :meth:`start` (return once the server answers) and :meth:`stop` (safe to
     call twice).

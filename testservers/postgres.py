@@ -54,6 +54,15 @@ def _find_postgres_bindir() -> Path:
     )
 
 
+def _run_tool(command: list[str], what: str, **options: Any) -> None:
+    """Run one of PostgreSQL's programs to completion; ServerError with its output if it fails."""
+    result = subprocess.run(
+        command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, **options
+    )
+    if result.returncode != 0:
+        raise ServerError(f"{what} failed:\n{result.stdout}{result.stderr}")
+
+
 def _world_searchable(path: Path) -> bool:
     """Whether every directory from / down to ``path`` lets other users pass through."""
     return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents])
@@ -177,17 +186,7 @@ class PostgresServer(ServerProcess):
             "--no-locale",
             "--no-sync",  # skip flushing the new files to disk: durability is not wanted here
         ]  # fmt: skip
-        result = subprocess.run(
-            initdb,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            cwd=directory,
-            check=False,
-            **self._popen_options(),
-        )
-        if result.returncode != 0:
-            raise ServerError(f"initdb failed:\n{result.stdout}{result.stderr}")
+        _run_tool(initdb, "initdb", cwd=directory, **self._popen_options())
 
     def _command(self, directory: Path, port: int) -> list[str]:
         command = [
@@ -222,13 +221,4 @@ class PostgresServer(ServerProcess):
             "--no-password",
             self.dbname,
         ]  # fmt: skip
-        result = subprocess.run(
-            createdb,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-            env=self._popen_options()["env"],
-        )
-        if result.returncode != 0:
-            raise ServerError(f"createdb {self.dbname} failed:\n{result.stdout}{result.stderr}")
+        _run_tool(createdb, f"createdb {self.dbname}", env=self._popen_options()["env"])
