@@ -69,7 +69,7 @@ def lint(session: nox.Session) -> None:
         ("ruff", "check", "."),
         ("ruff", "format", "--check", "."),
         ("mypy",),  # the sendwell package, per [tool.mypy]
-        ("mypy", "noxfile.py", "example"),
+        ("mypy", "noxfile.py", "example", "testservers"),  # the tooling and test servers
     ]
     # Run every check, so one run shows every problem; fail at the end if any failed.
     failed = []

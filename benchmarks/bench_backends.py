@@ -11,7 +11,7 @@ message after another (``--sync-concurrency 1`` measures sendwell that way too).
 ``--single`` messages through ``django.core.mail.send_mail()`` one call at a time, so every call
 builds a new backend (a new "connection"), as applications do.
 
-Every backend talks to the same local moto server (``sendwell.testing.moto_ses.LocalSESServer``,
+Every backend talks to the same local moto server (``testservers.moto_ses.LocalSESServer``,
 127.0.0.1 only) in the same process and run, interleaved: each repetition runs every backend once
 per part, in a rotated order, and the median of the repetitions is reported. Before each timed
 batch moto is reset and the sender verified again; after it, the messages moto accepted are
@@ -61,6 +61,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# Run as a script, this has benchmarks/ as sys.path[0]; the test servers it starts live at the
+# repository root (testservers/, which is not in the wheel).
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 # Talk to 127.0.0.1 only: no real AWS configuration, no instance metadata service, no proxy.
 # Set before boto3 is imported or any session exists.
@@ -620,7 +624,7 @@ def main() -> int:
         choices=["file", "memory", "postgres"],
         default="file",
         help="sendwell's database: SQLite file in WAL mode (default), SQLite in memory, or a "
-        "throw-away local PostgreSQL (sendwell.testing.servers; fsync off)",
+        "throw-away local PostgreSQL (testservers.postgres; fsync off)",
     )
     parser.add_argument(
         "--limiter",
@@ -643,14 +647,14 @@ def main() -> int:
         cold_child(args.cold, Setup(**json.loads(args.setup)))
         return 0
 
-    from sendwell.testing.moto_ses import LocalSESServer  # noqa: PLC0415
+    from testservers.moto_ses import LocalSESServer  # noqa: PLC0415
 
     # On SIGTERM (e.g. from `timeout`), unwind: stop moto and the other servers, delete files.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with contextlib.ExitStack() as stack:
         ses = stack.enter_context(LocalSESServer(region=REGION))
         if args.db == "postgres":
-            from sendwell.testing.servers import PostgresServer  # noqa: PLC0415
+            from testservers.postgres import PostgresServer  # noqa: PLC0415
 
             database = stack.enter_context(PostgresServer()).django_database()
         elif args.db == "memory":
@@ -660,7 +664,7 @@ def main() -> int:
             database = sqlite_database(str(Path(directory) / "bench.sqlite3"))
         redis_url = None
         if args.limiter == "redis":
-            from sendwell.testing.servers import RedisServer  # noqa: PLC0415
+            from testservers.redis import RedisServer  # noqa: PLC0415
 
             redis_url = stack.enter_context(RedisServer()).url
         setup = Setup(ses.endpoint_url, database, args.limiter, redis_url, args.sync_concurrency)

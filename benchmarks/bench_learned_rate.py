@@ -6,7 +6,7 @@ Run from the repository root::
         [--sync-messages 300] [--readable-messages 1000,3000] [--django-ses-messages 300]
         [--workers 4] [--json PATH] [--keep]
 
-Every scenario talks to its own ``python -m sendwell.testing.fake_ses`` process; every figure of
+Every scenario talks to its own ``python -m testservers.fake_ses`` process; every figure of
 delivery comes from that endpoint's record (``received_at`` of each accepted message, its counts
 of send requests and refusals). sendwell runs with its DEFAULT settings (``SENDWELL = {}``:
 nothing pins a rate or a 24-hour cap); where the account's limits are unreadable, both
@@ -266,11 +266,11 @@ def pid_of(worker: str) -> str:
 
 
 def per_worker(
-    attempts: list[dict[str, Any]], messages: list[dict[str, Any]], t0: float
+    attempts: list[dict[str, Any]], messages: list[h.AcceptedMessage], t0: float
 ) -> list[dict[str, Any]]:
     """Per worker process (the pid in ``sendwell_attempt.worker``): its drains, attempts, first
     send and arrivals, times relative to ``t0``."""
-    arrival = {m["message_id"]: m["received_at"] for m in messages}
+    arrival = {m.message_id: m.received_at for m in messages}
     workers: dict[str, dict[str, Any]] = {}
     for attempt in attempts:
         pid = pid_of(attempt["worker"] or "?")
@@ -313,10 +313,10 @@ def per_worker(
 
 
 def rampup(
-    figures: dict[str, Any], messages: list[dict[str, Any]], database: Path, limit: float
+    figures: dict[str, Any], messages: list[h.AcceptedMessage], database: Path, limit: float
 ) -> dict[str, Any]:
     """What the start of an outbox run costs: times relative to the first enqueue commit."""
-    times = sorted(m["received_at"] for m in messages)
+    times = sorted(m.received_at for m in messages)
     batches = figures.get("enqueue_batches") or [figures["enqueue_started"]]
     t0 = batches[0]
     n = len(times)
@@ -379,12 +379,12 @@ def rampup(
 
 
 def timeline(
-    samples: list[dict[str, Any]], messages: list[dict[str, Any]], t0: float
+    samples: list[dict[str, Any]], messages: list[h.AcceptedMessage], t0: float
 ) -> list[dict[str, Any]]:
     """Arrivals, refusals and the learned rate per interval: 1 s for 10 s, then 5 s."""
     if not messages:
         return []
-    times = sorted(m["received_at"] for m in messages)
+    times = sorted(m.received_at for m in messages)
     end = times[-1]
     edges = [t0 + k for k in range(11)]
     while edges[-1] < end:
@@ -435,11 +435,11 @@ def worker_logs(run_dir: Path) -> dict[str, Any]:
 
 def endpoint_figures(
     fake: h.FakeSESProcess, prefix: str, count: int, limit: float
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[h.AcceptedMessage]]:
     """The endpoint's figures of a run (to ``prefix`` addresses), and its accepted messages."""
     messages = fake.messages()
     stats = fake.stats()
-    figures = h.arrival_figures([m["received_at"] for m in messages], limit)
+    figures = h.arrival_figures([m.received_at for m in messages], limit)
     figures.update(h.delivery_figures(messages, set(h.recipients(prefix, count))))
     figures.update(
         send_requests=stats["send_requests"],
@@ -482,7 +482,7 @@ def cold_start(fake: h.FakeSESProcess, run_dir: Path) -> dict[str, Any]:
     database = run_dir / "cold-start.sqlite3"
     env = h.isolated_environ(
         {
-            "SENDWELL_BENCH_SES_URL": fake.url,
+            "SENDWELL_BENCH_SES_URL": fake.endpoint_url,
             "SENDWELL_BENCH_DATABASE": f"sqlite:{database}",
             "SENDWELL_BENCH_SENDWELL": "{}",
         }
@@ -497,7 +497,7 @@ def run_learned_outbox(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     run_dir.mkdir()
     database = run_dir / "outbox.sqlite3"
     with h.processes() as procs:
-        fake = h.FakeSESProcess(
+        fake = h.start_fake_ses(
             procs,
             rate=args.learned_rate,
             quota=QUOTA,
@@ -545,7 +545,7 @@ def run_learned_sync(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     database = run_dir / "sync.sqlite3"
     count = args.sync_messages
     with h.processes() as procs:
-        fake = h.FakeSESProcess(
+        fake = h.start_fake_ses(
             procs,
             rate=args.sync_rate,
             quota=QUOTA,
@@ -556,7 +556,7 @@ def run_learned_sync(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         )
         env = h.isolated_environ(
             {
-                "SENDWELL_BENCH_SES_URL": fake.url,
+                "SENDWELL_BENCH_SES_URL": fake.endpoint_url,
                 "SENDWELL_BENCH_DATABASE": f"sqlite:{database}",
                 "SENDWELL_BENCH_BACKEND": "ses",
                 "SENDWELL_BENCH_SENDWELL": "{}",  # sendwell's defaults
@@ -593,7 +593,7 @@ def run_learned_sync(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def run_readable(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     results = []
     with h.processes() as procs:
-        fake = h.FakeSESProcess(
+        fake = h.start_fake_ses(
             procs, rate=args.readable_rate, quota=QUOTA, latency=args.latency, enforce_rate=True
         )
         cold = cold_start(fake, tmp)
@@ -638,7 +638,7 @@ def run_django_ses(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     ]
     with h.processes() as procs:
         for kind, limit, latency, count in runs:
-            fake = h.FakeSESProcess(
+            fake = h.start_fake_ses(
                 procs,
                 rate=limit,
                 quota=QUOTA,
@@ -652,7 +652,7 @@ def run_django_ses(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                 name = f"django-ses {kind} AUTO_THROTTLE={setting}"
                 print(f"  [{name}] {count} messages ...", flush=True)
                 extra = {
-                    "SENDWELL_BENCH_SES_URL": fake.url,
+                    "SENDWELL_BENCH_SES_URL": fake.endpoint_url,
                     "SENDWELL_BENCH_DATABASE": f"sqlite:{database}",
                     "SENDWELL_BENCH_BACKEND": "django-ses",
                 }
@@ -668,7 +668,7 @@ def run_django_ses(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                         "--count",
                         str(count),
                         "--url",
-                        fake.url,
+                        fake.endpoint_url,
                         "--prefix",
                         prefix,
                         "--each",

@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_outbox_rate.py [--messages 3000] [--workers 4]
         [--rate 100] [--latency 0.05] [--engines sqlite,postgres] [--django-ses-messages 500]
 
-One fault-injecting SES endpoint (``python -m sendwell.testing.fake_ses``) answers every send
+One fault-injecting SES endpoint (``python -m testservers.fake_ses``) answers every send
 after ``--latency`` seconds and reports a ``MaxSendRate`` of ``--rate`` through ``GetAccount``.
 It *enforces* that rate (``--enforce-rate``): a send that would make any rolling second hold more
 than ``--rate`` recipients is refused with SES's own throttling error, and counted. sendwell is
@@ -61,12 +61,13 @@ def run_engine(
     engine: str, fake: h.FakeSESProcess, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
     """Queue and deliver ``args.messages`` with ``engine``; return the figures."""
-    from sendwell.testing.servers import PostgresServer, RedisServer  # noqa: PLC0415
+    from testservers.postgres import PostgresServer  # noqa: PLC0415
+    from testservers.redis import RedisServer  # noqa: PLC0415
 
     sendwell: dict[str, Any] = {}
     if args.rate_fraction is not None:
         sendwell["RATE_FRACTION"] = args.rate_fraction
-    extra = {"SENDWELL_BENCH_SES_URL": fake.url}
+    extra = {"SENDWELL_BENCH_SES_URL": fake.endpoint_url}
     servers: list[Any] = []
     with h.processes() as procs:
         try:
@@ -115,7 +116,7 @@ def run_engine(
                 server.stop()
     messages = fake.messages()
     stats = fake.stats()
-    figures = h.arrival_figures([m["received_at"] for m in messages], args.rate)
+    figures = h.arrival_figures([m.received_at for m in messages], args.rate)
     figures.update(h.delivery_figures(messages, set(h.recipients("user", args.messages))))
     figures.update(
         engine=engine,
@@ -140,14 +141,14 @@ def run_engine(
 
 def run_django_ses(fake: h.FakeSESProcess, args: argparse.Namespace) -> dict[str, Any]:
     fake.reset()
-    env = h.isolated_environ({"SENDWELL_BENCH_SES_URL": fake.url})
+    env = h.isolated_environ({"SENDWELL_BENCH_SES_URL": fake.endpoint_url})
     result = h.run_driver(
-        ["django-ses", "--count", str(args.django_ses_messages), "--url", fake.url],
+        ["django-ses", "--count", str(args.django_ses_messages), "--url", fake.endpoint_url],
         env,
         timeout=args.django_ses_messages * (args.latency + 0.5) + 120,
     )
     messages = fake.messages()
-    figures = h.arrival_figures([m["received_at"] for m in messages], args.rate)
+    figures = h.arrival_figures([m.received_at for m in messages], args.rate)
     figures.update(h.delivery_figures(messages, set(h.recipients("djses", result["sent"]))))
     figures.update(
         engine="django-ses",
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     with h.processes() as procs:
         try:
-            fake = h.FakeSESProcess(
+            fake = h.start_fake_ses(
                 procs, rate=args.rate, quota=10_000_000, latency=args.latency, enforce_rate=True
             )
             for engine in engines:

@@ -58,12 +58,12 @@ DUE_INDEX = "sendwell_message_due"
 def run_memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     samples: list[tuple[float, int, int]] = []  # (seconds, delivered, VmRSS kB)
     with h.processes() as procs:
-        fake = h.FakeSESProcess(
+        fake = h.start_fake_ses(
             procs, rate=100_000, quota=100_000_000, latency=0.0, enforce_rate=False
         )
         env = h.isolated_environ(
             {
-                "SENDWELL_BENCH_SES_URL": fake.url,
+                "SENDWELL_BENCH_SES_URL": fake.endpoint_url,
                 "SENDWELL_BENCH_DATABASE": f"sqlite:{tmp / 'memory.sqlite3'}",
                 "SENDWELL_BENCH_SENDWELL": json.dumps(
                     {"MAX_SEND_RATE": 2000, "MAX_24_HOUR_SEND": 100_000_000}
@@ -99,7 +99,7 @@ def run_memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 return rss / 1024
         return samples[-1][2] / 1024 if samples else 0.0
 
-    arrivals = h.arrival_figures([m["received_at"] for m in messages], 1e9)
+    arrivals = h.arrival_figures([m.received_at for m in messages], 1e9)
     return {
         "messages": args.messages,
         "delivered": len(messages),
@@ -293,7 +293,7 @@ def _measure(label: str, repeat: int, *, gate: bool) -> dict[str, Any]:
 
 
 def run_claims(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
-    from sendwell.testing.servers import PostgresServer  # noqa: PLC0415
+    from testservers.postgres import PostgresServer  # noqa: PLC0415
 
     results: list[dict[str, Any]] = []
     for database in args.databases.split(","):

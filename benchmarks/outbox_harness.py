@@ -23,11 +23,16 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# Run as scripts, the benchmarks have benchmarks/ as sys.path[0]; the test servers they start
+# live at the repository root (testservers/, which is not in the wheel).
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+from testservers.fake_ses import AcceptedMessage, FakeSESProcess
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -126,76 +131,15 @@ def run_driver(
 # --- the fake SES endpoint ------------------------------------------------------------------
 
 
-class FakeSESProcess:
-    """``python -m sendwell.testing.fake_ses`` as a child, and its HTTP control endpoints."""
-
-    def __init__(
-        self,
-        processes: Processes,
-        *,
-        rate: float,
-        quota: int,
-        latency: float,
-        enforce_rate: bool | str,
-        get_account: str = "ok",
-        get_send_quota: str = "ok",
-    ) -> None:
-        # enforce_rate: False, True or "rolling" (--enforce-rate), "ses" (--enforce-ses);
-        # get_account/get_send_quota: "ok", "denied", "missing" or "error" (see FakeSES).
-        command = [
-            PYTHON, "-m", "sendwell.testing.fake_ses",
-            "--port", "0",
-            "--rate", str(rate),
-            "--quota", str(quota),
-            "--latency", str(latency),
-            "--get-account", get_account,
-            "--get-send-quota", get_send_quota,
-        ]  # fmt: skip
-        if enforce_rate == "ses":
-            command.append("--enforce-ses")
-        elif enforce_rate is True or enforce_rate == "rolling":
-            command.append("--enforce-rate")
-        elif enforce_rate is not False:
-            raise ValueError(f"unknown enforce_rate {enforce_rate!r}")
-        self.process = processes.start(command, isolated_environ())
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().decode().strip()
-        if not line.startswith("http://"):
-            raise RuntimeError(f"fake SES did not start: {line!r}")
-        self.url = line
-
-    def _call(self, method: str, path: str, data: Any = None) -> Any:
-        body = json.dumps(data).encode() if data is not None else None
-        request = urllib.request.Request(self.url + path, data=body, method=method)
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/_fake/stats"))
-
-    def messages(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/_fake/messages"))
-
-    def reset(self) -> None:
-        self._call("POST", "/_fake/reset", {})
-
-    def configure(self, **changes: Any) -> None:
-        self._call("POST", "/_fake/config", changes)
-
-    def wait_for(self, count: int, *, timeout: float, idle: float = 30.0) -> int:
-        """Wait until ``count`` messages were accepted, or nothing arrived for ``idle`` s."""
-        deadline = time.monotonic() + timeout
-        last, last_change = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            accepted = int(self.stats()["accepted"])
-            if accepted >= count:
-                return accepted
-            if accepted != last:
-                last, last_change = accepted, time.monotonic()
-            elif time.monotonic() - last_change > idle:
-                return accepted
-            time.sleep(0.25)
-        return int(self.stats()["accepted"])
+def start_fake_ses(processes: Processes, **settings: Any) -> FakeSESProcess:
+    """``python -m testservers.fake_ses`` with ``settings`` (FakeSESProcess's: rate, quota,
+    latency, enforce_rate, get_account, get_send_quota), in the children's environment and
+    stopped with them."""
+    fake = FakeSESProcess(env=isolated_environ(), **settings)
+    fake.start()
+    assert fake.process is not None
+    processes.started.append(fake.process)
+    return fake
 
 
 # --- workers --------------------------------------------------------------------------------
@@ -281,12 +225,12 @@ def arrival_figures(times: list[float], limit: float) -> dict[str, Any]:
 
 
 def delivery_figures(
-    messages: list[dict[str, Any]], expected: set[str]
+    messages: list[AcceptedMessage], expected: set[str]
 ) -> dict[str, int | list[str]]:
     """Duplicates and losses among the messages the endpoint accepted (one recipient each)."""
     seen: dict[str, int] = {}
     for message in messages:
-        for address in message["destinations"]:
+        for address in message.destinations:
             seen[address] = seen.get(address, 0) + 1
     return {
         "duplicates": sum(c - 1 for a, c in seen.items() if a in expected and c > 1),

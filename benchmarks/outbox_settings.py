@@ -5,7 +5,7 @@ Everything comes from environment variables, which the benchmark sets for its wo
 
 - ``SENDWELL_BENCH_DATABASE``: ``sqlite:/path/to/file.sqlite3`` (WAL, immediate transactions, as
   docs/outbox.md recommends) or ``postgresql://user@host:port/dbname``;
-- ``SENDWELL_BENCH_SES_URL``: the SES endpoint (``python -m sendwell.testing.fake_ses``);
+- ``SENDWELL_BENCH_SES_URL``: the SES endpoint (``python -m testservers.fake_ses``);
 - ``SENDWELL_BENCH_TASKS``: ``db`` (django-tasks-db, ``db_worker``) or ``rq`` (django-tasks-rq,
   ``rqworker``, with ``SENDWELL_BENCH_REDIS_URL``);
 - ``SENDWELL_BENCH_SENDWELL``: the ``SENDWELL`` dict as JSON (unset or ``{}``: sendwell's defaults);

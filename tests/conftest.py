@@ -17,7 +17,7 @@ os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 
 from sendwell import aws, quota  # noqa: E402
-from sendwell.testing.moto_ses import LocalSESServer  # noqa: E402
+from testservers.moto_ses import LocalSESServer  # noqa: E402
 
 SENDER = "sender@example.com"
 

@@ -13,33 +13,35 @@ a skipped test would let CI look green while testing nothing (.ci/run installs b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from sendwell.testing.servers import PostgresServer, RedisServer, ServerNotInstalled
+from testservers.postgres import PostgresServer
+from testservers.process import ServerNotInstalled
+from testservers.redis import RedisServer
 
 __all__ = ["postgres_server", "redis_server"]
+
+
+def _serve[S: (RedisServer, PostgresServer)](make: Callable[[], S]) -> Iterator[S]:
+    """``make()`` a server and run it for the session; missing binaries fail the test."""
+    try:
+        server = make()
+    except ServerNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A ``redis-server`` without persistence; connect with ``redis_server.url``."""
-    try:
-        server = RedisServer()
-    except ServerNotInstalled as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with server:
-        yield server
+    yield from _serve(RedisServer)
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A throw-away PostgreSQL cluster with database ``sendwell``; see ``.dsn`` and
     ``.django_database()``."""
-    try:
-        server = PostgresServer()
-    except ServerNotInstalled as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with server:
-        yield server
+    yield from _serve(PostgresServer)

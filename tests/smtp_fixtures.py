@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sendwell.testing.smtp import LocalSMTPServer
+from testservers.smtp import LocalSMTPServer
 
 __all__ = ["PASSWORD", "USERNAME", "implicit_tls_server", "plain_server", "submission_server"]
 

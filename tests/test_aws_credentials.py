@@ -19,8 +19,8 @@ from django.core.mail import EmailMessage
 from sendwell import aws
 from sendwell.backends import SESBackend
 from sendwell.options import SESOptions
-from sendwell.testing.moto_ses import LocalSESServer
 from tests.conftest import SENDER
+from testservers.moto_ses import LocalSESServer
 
 
 class CredentialsEndpoint:

@@ -27,10 +27,10 @@ from django.test import override_settings
 from django.utils import translation
 from django.utils.translation import gettext_lazy
 
-from sendwell.testing.moto_ses import LocalSESServer
-from sendwell.testing.smtp import LocalSMTPServer
 from tests.conftest import SENDER
 from tests.mailers import DJANGO_SMTP, SES, SMTP, get_mailer, mailer_settings, ses_options
+from testservers.moto_ses import LocalSESServer
+from testservers.smtp import LocalSMTPServer
 
 FIXED = {"Date": "Fri, 27 Nov 2026 10:00:00 -0000", "Message-ID": "<fixed@example.com>"}
 CONTROL_HEADERS = {"x-ses-configuration-set", "x-ses-message-tags"}

@@ -19,8 +19,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 from botocore.parsers import ResponseParserError
 
-from sendwell.testing import fake_ses
-from sendwell.testing.fake_ses import AcceptedMessage, FakeSES
+from testservers.fake_ses import AcceptedMessage, FakeSES
+from testservers.fake_ses import cli as fake_ses
 
 RAW = (
     b"From: Sender <sender@example.com>\r\n"
@@ -725,7 +725,7 @@ def test_bad_control_requests_get_400(fake: FakeSES, path: str, payload: Any) ->
 
 def test_cli_serves_another_process_until_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "sendwell.testing.fake_ses", "--rate", "5", "--quota", "99"],
+        [sys.executable, "-m", "testservers.fake_ses", "--rate", "5", "--quota", "99"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -784,7 +784,7 @@ def test_cli_rejects_bad_flags(argv: list[str], capsys: pytest.CaptureFixture[st
 
 
 def test_cli_serves_ses_mode_and_failing_account_queries() -> None:
-    command = [sys.executable, "-m", "sendwell.testing.fake_ses", "--rate", "1", "--enforce-ses"]
+    command = [sys.executable, "-m", "testservers.fake_ses", "--rate", "1", "--enforce-ses"]
     command += ["--get-account", "denied", "--get-send-quota", "error"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:

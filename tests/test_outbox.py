@@ -31,12 +31,12 @@ from sendwell.models import (
     Recipient,
     RecipientStatus,
 )
-from sendwell.testing.fake_ses import FakeSES
-from sendwell.testing.smtp import LocalSMTPServer
 from sendwell.worker import drain
 from tests.concurrency import in_threads
 from tests.conftest import SENDER
 from tests.mailers import HAS_MAILERS, SES, get_mailer, mailer_settings, ses_options
+from testservers.fake_ses import FakeSES
+from testservers.smtp import LocalSMTPServer
 
 OUTBOX = "sendwell.backends.OutboxBackend"
 DUMMY_TASKS = (

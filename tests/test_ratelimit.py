@@ -16,10 +16,11 @@ from sendwell.models import AccountQuota, RateBucket, SendCounter
 from sendwell.options import SESOptions
 from sendwell.ratelimit import DatabaseRateLimiter, Limits, RateLimiter, prune_counters
 from sendwell.ratelimit.redis import RedisRateLimiter
-from sendwell.testing.fake_ses import FakeSES
-from sendwell.testing.servers import RedisServer, free_port
 from tests.concurrency import in_threads
 from tests.server_fixtures import redis_server  # noqa: F401 - a fixture
+from testservers.base import free_port
+from testservers.fake_ses import FakeSES
+from testservers.redis import RedisServer
 
 LIMITS = Limits(rate=10.0, daily=1000.0)
 

@@ -33,13 +33,13 @@ from sendwell.exceptions import QuotaExceededError, ThrottledError
 from sendwell.models import AccountQuota, Message, MessageStatus, RateBucket
 from sendwell.options import SESOptions
 from sendwell.ratecontrol import RateState
-from sendwell.testing.fake_ses import FakeSES
-from sendwell.testing.servers import RedisServer
 from sendwell.worker import drain
 from tests.conftest import SENDER
 from tests.mailers import SES, mailer_settings, ses_options
 from tests.server_fixtures import redis_server  # noqa: F401 - a fixture
 from tests.test_outbox import outbox_settings
+from testservers.fake_ses import FakeSES
+from testservers.redis import RedisServer
 
 DEFAULTS: dict[str, Any] = {}
 # The outbox drained in this thread (a test's transaction is invisible to other connections).

@@ -20,11 +20,11 @@ from sendwell.exceptions import (
     NoCredentialsError,
     TransportConnectionError,
 )
-from sendwell.testing.moto_ses import LocalSESServer
-from sendwell.testing.servers import free_port
 from tests.concurrency import in_threads
 from tests.conftest import SENDER
 from tests.mailers import HAS_MAILERS, SES, get_mailer, mailer_settings, ses_options
+from testservers.base import free_port
+from testservers.moto_ses import LocalSESServer
 
 API_VERSIONS = [pytest.param(True, id="v2"), pytest.param(False, id="v1")]
 
@@ -287,7 +287,7 @@ def test_read_timeout_setting_applies_on_both_django_versions() -> None:
     # MAILERS OPTIONS on 6.1, AWS_SES_READ_TIMEOUT on 5.2. The endpoint answers only after 3 s:
     # with the default 30 s read timeout the send would succeed late; with 0.5 s it times out.
     from sendwell.exceptions import TransportTimeoutError  # noqa: PLC0415
-    from sendwell.testing.fake_ses import FakeSES  # noqa: PLC0415
+    from testservers.fake_ses import FakeSES  # noqa: PLC0415
 
     with FakeSES(verified_identities={"example.com"}, timeout_seconds=3.0) as fake:
         fake.inject("timeout", times=3)  # would also time out any retry
@@ -307,7 +307,7 @@ def test_a_task_worker_builds_its_ses_client_while_it_starts() -> None:
     """db_worker / rqworker import the task module only with their first task: sendwell builds
     what the first delivery needs when the worker process starts (sendwell.warmup)."""
     from sendwell import warmup  # noqa: PLC0415
-    from sendwell.testing.fake_ses import FakeSES  # noqa: PLC0415
+    from testservers.fake_ses import FakeSES  # noqa: PLC0415
 
     assert warmup.is_worker(["manage.py", "db_worker", "--interval", "1"])
     assert warmup.is_worker(["/usr/lib/python3/django/__main__.py", "db_worker"])

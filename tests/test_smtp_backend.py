@@ -28,10 +28,10 @@ from sendwell.exceptions import (
     TransportConnectionError,
     TransportTimeoutError,
 )
-from sendwell.testing.smtp import LocalSMTPServer, unused_port
 from tests.mailers import HAS_MAILERS, get_mailer, mailer_settings
 from tests.smtp_fixtures import *  # noqa: F403 - the server fixtures
 from tests.smtp_fixtures import PASSWORD, USERNAME
+from testservers.smtp import LocalSMTPServer, unused_port
 
 BACKEND = "sendwell.backends.smtp.SMTPBackend"
 SENDER = "sender@example.com"

@@ -19,9 +19,9 @@ from django.test import override_settings
 
 from sendwell.exceptions import DeliveryError, InvalidMessageError, PermanentDeliveryError
 from sendwell.models import Attempt, Message, MessageStatus
-from sendwell.testing.fake_ses import FakeSES
 from tests.conftest import SENDER
 from tests.mailers import SES, get_mailer, mailer_settings, ses_options
+from testservers.fake_ses import FakeSES
 
 UNLIMITED = {"MAX_SEND_RATE": 10_000, "MAX_24_HOUR_SEND": 10_000_000}
 BARRIER_TIMEOUT = 30.0  # only reached when the calls do not overlap: then the test fails

@@ -1,4 +1,4 @@
-"""The real Redis and PostgreSQL servers that tests and benchmarks start (sendwell.testing.servers).
+"""The real Redis and PostgreSQL servers that tests and benchmarks start (testservers).
 
 These need redis-server and PostgreSQL installed (``.ci/run`` installs them); they fail, not
 skip, without them.
@@ -16,9 +16,11 @@ import pytest
 import pytest_django
 import redis
 
-from sendwell.testing import servers
-from sendwell.testing.servers import PostgresServer, RedisServer, ServerNotInstalled
 from tests.server_fixtures import postgres_server, redis_server  # noqa: F401
+from testservers import postgres, process
+from testservers.postgres import PostgresServer
+from testservers.process import ServerNotInstalled
+from testservers.redis import RedisServer
 
 
 def accepts_connections(port: int) -> bool:
@@ -97,8 +99,8 @@ def test_redis_retries_when_the_port_is_taken(monkeypatch: pytest.MonkeyPatch) -
     taken = socket.create_server(("127.0.0.1", 0))
     taken_port = taken.getsockname()[1]
     ports = iter([taken_port])
-    real_free_port = servers.free_port
-    monkeypatch.setattr(servers, "free_port", lambda: next(ports, None) or real_free_port())
+    real_free_port = process.free_port
+    monkeypatch.setattr(process, "free_port", lambda: next(ports, None) or real_free_port())
     with taken, RedisServer() as server:
         assert server.port != taken_port
         assert redis.Redis.from_url(server.url).ping()
@@ -115,7 +117,7 @@ def test_missing_redis_server_says_how_to_install(
 def test_missing_postgres_says_how_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(servers, "DEBIAN_POSTGRES_ROOT", tmp_path)
+    monkeypatch.setattr(postgres, "DEBIAN_POSTGRES_ROOT", tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ServerNotInstalled, match="apt-get install postgresql"):
         PostgresServer()
@@ -123,7 +125,7 @@ def test_missing_postgres_says_how_to_install(
 
 def test_postgres_start_failure_is_reported_and_cleaned_up() -> None:
     server = PostgresServer(settings={"no_such_setting": "1"})
-    with pytest.raises(servers.ServerError, match="no_such_setting"):
+    with pytest.raises(process.ServerError, match="no_such_setting"):
         server.start()
     assert server.directory is None
 

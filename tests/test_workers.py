@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -35,9 +34,10 @@ from typing import Any
 import pytest
 
 from sendwell.conf import DEFAULTS
-from sendwell.testing.fake_ses import AcceptedMessage, FakeSES
-from sendwell.testing.servers import PostgresServer, RedisServer
 from tests.server_fixtures import postgres_server, redis_server  # noqa: F401
+from testservers.fake_ses import AcceptedMessage, FakeSES, FakeSESProcess
+from testservers.postgres import PostgresServer
+from testservers.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = "tests.worker_project.settings"
@@ -98,39 +98,14 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         procs.close()
 
 
-class FakeSESProcess:
-    """``python -m sendwell.testing.fake_ses`` as a process, steered over its HTTP control API."""
-
-    def __init__(self, processes: Processes, *args: str) -> None:
-        self.process = processes.start(
-            "fake_ses",
-            [sys.executable, "-u", "-m", "sendwell.testing.fake_ses", "--port", "0", *args],
-            dict(os.environ),
-        )
-        log = processes.directory / "fake_ses.log"
-        deadline = time.monotonic() + 20
-        while not log.read_text().strip():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"FakeSES did not start:\n{log.read_text()}")
-            time.sleep(0.02)
-        self.endpoint_url = log.read_text().splitlines()[0].strip()
-
-    def _call(self, method: str, path: str, data: Any = None) -> Any:
-        body = None if data is None else json.dumps(data).encode()
-        request = urllib.request.Request(self.endpoint_url + path, data=body, method=method)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-
-    @property
-    def messages(self) -> list[AcceptedMessage]:
-        return [AcceptedMessage.from_json(m) for m in self._call("GET", "/_fake/messages")]
-
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", "/_fake/stats")
-        return result
-
-    def inject(self, fault: str, times: int = 1) -> None:
-        self._call("POST", "/_fake/inject", {"fault": fault, "times": times})
+def start_fake_ses(processes: Processes, **settings: Any) -> FakeSESProcess:
+    """``python -m testservers.fake_ses`` with ``settings`` (FakeSESProcess's), its stderr in the
+    test's logs, killed with the test's other processes at teardown."""
+    ses = FakeSESProcess(log_file=processes.directory / "fake_ses.log", **settings)
+    ses.start()
+    assert ses.process is not None
+    processes.started.append(("fake_ses", ses.process))
+    return ses
 
 
 # --- the outbox database, seen from the test ----------------------------------------------------
@@ -399,7 +374,7 @@ def _rate_limited_run(deployment: Deployment, ses: FakeSESProcess, label: str) -
     deployment.start_worker()
     deployment.enqueue("rate", MESSAGES, per_call=20)  # ten calls: ten delivery tasks
     deployment.wait_all_finished(MESSAGES)
-    accepted = ses.messages
+    accepted = ses.messages()
     assert_each_delivered_once(deployment, accepted, "rate", MESSAGES)
     busiest = busiest_second(accepted)
     times = sorted(m.received_at for m in accepted)
@@ -437,7 +412,7 @@ def _rate_limited_run(deployment: Deployment, ses: FakeSESProcess, label: str) -
 def test_sqlite_db_worker_two_processes_deliver_once_within_the_rate(
     processes: Processes, sqlite_url: str
 ) -> None:
-    ses = FakeSESProcess(processes, "--rate", str(RATE))
+    ses = start_fake_ses(processes, rate=RATE)
     deployment = Deployment(
         processes,
         database_url=sqlite_url,
@@ -471,10 +446,13 @@ def test_unreadable_limits_four_workers_learn_the_rate_ses_enforces(
 ) -> None:
     """The guide's IAM policy (no ses:GetAccount / ses:GetSendQuota), SES enforcing 50/s as it
     counts (a budget of one second), four db_workers with the default settings."""
-    ses = FakeSESProcess(
+    ses = start_fake_ses(
         processes,
-        *("--rate", str(LEARNED_RATE), "--enforce-ses", "--latency", "0.05"),
-        *("--get-account", "denied", "--get-send-quota", "denied"),
+        rate=LEARNED_RATE,
+        enforce_rate="ses",
+        latency=0.05,
+        get_account="denied",
+        get_send_quota="denied",
     )
     deployment = Deployment(
         processes,
@@ -486,7 +464,7 @@ def test_unreadable_limits_four_workers_learn_the_rate_ses_enforces(
         deployment.start_worker()
     deployment.enqueue("learn", LEARNED_MESSAGES, per_call=50)
     deployment.wait_all_finished(LEARNED_MESSAGES, timeout=180)
-    accepted = ses.messages
+    accepted = ses.messages()
     assert_each_delivered_once(deployment, accepted, "learn", LEARNED_MESSAGES)
     stats = ses.stats()
     [(learned,)] = deployment.db.rows("SELECT learned FROM sendwell_ratebucket")
@@ -524,7 +502,7 @@ def test_postgres_redis_rqworker_two_processes_deliver_once_within_the_rate(
 ) -> None:
     import redis  # noqa: PLC0415
 
-    ses = FakeSESProcess(processes, "--rate", str(RATE))
+    ses = start_fake_ses(processes, rate=RATE)
     queue = f"sendwell-test-{uuid.uuid4().hex[:8]}"  # the Redis server is shared by the session
     deployment = Deployment(
         processes,
@@ -638,7 +616,7 @@ KILL_CONCURRENCY = 4
 def test_worker_killed_mid_batch_loses_nothing_and_resends_only_what_was_in_flight(
     processes: Processes, sqlite_url: str
 ) -> None:
-    ses = FakeSESProcess(processes, "--rate", "10000", "--latency", "0.2")
+    ses = start_fake_ses(processes, rate=10000, latency=0.2)
     deployment = Deployment(
         processes,
         database_url=sqlite_url,
@@ -677,7 +655,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_resends_only_what_was_in_flig
     deployment.start_sweeper(every=0.5)
     deployment.start_worker()
     deployment.wait_all_finished(KILL_MESSAGES)
-    accepted = ses.messages
+    accepted = ses.messages()
     sent = deliveries(accepted)
     assert set(sent) == expected_addresses("kill", KILL_MESSAGES), "a message was lost"
     twice = {address for address, n in sent.items() if n > 1}
@@ -716,7 +694,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_resends_only_what_was_in_flig
 def test_sweep_wakes_a_worker_for_messages_whose_task_was_lost(
     processes: Processes, sqlite_url: str
 ) -> None:
-    ses = FakeSESProcess(processes, "--rate", "10000")
+    ses = start_fake_ses(processes, rate=10000)
     deployment = Deployment(
         processes,
         database_url=sqlite_url,
@@ -735,7 +713,7 @@ def test_sweep_wakes_a_worker_for_messages_whose_task_was_lost(
     assert deployment.db.statuses() == {"queued": 10}
     assert "woke=1" in deployment.manage("sendwell", "sweep")
     deployment.wait_all_finished(10, timeout=30)
-    assert_each_delivered_once(deployment, ses.messages, "lost", 10)
+    assert_each_delivered_once(deployment, ses.messages(), "lost", 10)
 
 
 # --- f. a batch that outlasts its lease ----------------------------------------------------------
@@ -747,7 +725,7 @@ def test_batch_slower_than_the_lease_is_not_sent_twice(
     """SES answers slowly: one worker's batch takes longer than LEASE_SECONDS. Messages it claimed
     but has not started yet look abandoned; the sweep wakes the idle worker, which claims them.
     Each message's own send is far shorter than the lease, so nothing may go out twice."""
-    ses = FakeSESProcess(processes, "--rate", "10000", "--latency", "0.4")
+    ses = start_fake_ses(processes, rate=10000, latency=0.4)
     deployment = Deployment(
         processes,
         database_url=sqlite_url,
@@ -765,7 +743,7 @@ def test_batch_slower_than_the_lease_is_not_sent_twice(
     deployment.start_sweeper(every=0.5)
     deployment.enqueue("slow", 20, per_call=20)  # one batch, ~4 s on two threads
     deployment.wait_all_finished(20)
-    accepted = ses.messages
+    accepted = ses.messages()
     report(
         "batch slower than the lease",
         messages=20,

@@ -1,4 +1,5 @@
-"""A local Amazon SES endpoint for tests and the demo: moto's server, in a subprocess.
+"""A local Amazon SES endpoint for the tests, the demo and the benchmarks: moto's server, in a
+subprocess.
 
 It is a real HTTP endpoint on 127.0.0.1: boto3 signs and sends real requests to it, and what it
 accepted is read back over HTTP (``/moto-api/data.json``), never from sendwell's own objects.
@@ -7,6 +8,7 @@ Needs the ``test`` extra (``moto[server]``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email
 import email.policy
@@ -16,12 +18,12 @@ import sys
 import time
 import urllib.request
 from email.message import EmailMessage
-from types import TracebackType
-from typing import Any, Self
+from pathlib import Path
+from typing import Any
 
 import boto3
 
-from sendwell.testing.servers import free_port
+from testservers.base import LOCALHOST, TestServer, free_port, stop_process
 
 DUMMY_ACCESS_KEY = "testing"
 DUMMY_SECRET_KEY = "testing"  # noqa: S105 - moto accepts any key
@@ -44,55 +46,56 @@ class SentRawMessage:
         return message
 
 
-class LocalSESServer:
-    """``with LocalSESServer() as ses: ses.endpoint_url, ses.verify(...), ses.sent_messages()``."""
+class LocalSESServer(TestServer):
+    """``with LocalSESServer() as ses: ses.endpoint_url, ses.verify(...), ses.sent_messages()``.
 
-    def __init__(self, region: str = "us-east-1", port: int | None = None) -> None:
+    moto's own output goes to ``log_file`` if one is given (the demo keeps it), else nowhere.
+    """
+
+    def __init__(
+        self, region: str = "us-east-1", port: int | None = None, log_file: Path | None = None
+    ) -> None:
         self.region = region
         self.port = port or free_port()
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.endpoint_url = f"http://{LOCALHOST}:{self.port}"
+        self.log_file = log_file
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with contextlib.ExitStack() as files:
+            log: Any = subprocess.DEVNULL
+            if self.log_file is not None:
+                log = files.enter_context(self.log_file.open("wb"))
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", LOCALHOST, "-p", str(self.port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT if self.log_file is not None else subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self._process.poll() is not None:
-                raise RuntimeError(f"moto server exited with {self._process.returncode}")
+                code = self._process.returncode
+                self.stop()
+                raise RuntimeError(f"moto server exited with {code}{self._see_log()}")
             try:
                 self._get("/moto-api/data.json")
                 return
             except OSError as exc:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"moto server did not start on {self.endpoint_url}") from exc
+                    raise RuntimeError(
+                        f"moto server did not start on {self.endpoint_url}{self._see_log()}"
+                    ) from exc
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        process, self._process = self._process, None
+        if process is not None:
+            stop_process(process)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _see_log(self) -> str:
+        return f"; see {self.log_file}" if self.log_file is not None else ""
 
     def client(self, service: str = "ses") -> Any:
         session = boto3.session.Session(

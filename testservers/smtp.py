@@ -1,4 +1,4 @@
-"""A real SMTP server on 127.0.0.1 for tests and demos, built on aiosmtpd.
+"""A real SMTP server on 127.0.0.1 for the tests and the demo, built on aiosmtpd.
 
 It speaks the same protocol a production relay does (STARTTLS or implicit TLS with a certificate
 made at run time, AUTH PLAIN/LOGIN), records every message it accepts, and can be told to answer
@@ -9,8 +9,7 @@ with a chosen reply, so client code is tested against the wire rather than again
         server.wait_for(1)
         assert server.messages[0].recipients == ("to@example.com",)
 
-aiosmtpd and trustme are test extras (``pip install sendwell[test]``); only this module imports
-them.
+aiosmtpd and trustme are in sendwell's ``test`` extra; only this module imports them.
 """
 
 from __future__ import annotations
@@ -30,18 +29,16 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from email.parser import BytesParser
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from sendwell.testing.servers import free_port
+from testservers.base import LOCALHOST, TestServer, free_port
 
 __all__ = ["LocalSMTPServer", "ReceivedMessage", "unused_port"]
 
-LOCALHOST = "127.0.0.1"
 # Names the test certificate is valid for: clients may connect by either.
 CERTIFICATE_NAMES = ("localhost", LOCALHOST)
 
@@ -200,7 +197,7 @@ def _certificate_names(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> tupl
     return tuple(str(entry[1]) for entry in names if isinstance(entry, tuple))
 
 
-class LocalSMTPServer:
+class LocalSMTPServer(TestServer):
     """An SMTP server on 127.0.0.1 and a free port, running in a background thread.
 
     ``tls=True`` offers STARTTLS; ``implicit_tls=True`` wraps the whole connection in TLS (the
@@ -293,18 +290,6 @@ class LocalSMTPServer:
         if controller is not None:
             controller.stop()
         self._remove_files()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- what arrived ------------------------------------------------------------------------
 
