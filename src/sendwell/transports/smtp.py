@@ -7,20 +7,16 @@
 
 from __future__ import annotations
 
-import logging
 import smtplib
 from collections.abc import Mapping
 from typing import Any
 
-from sendwell.exceptions import DeliveryError
 from sendwell.mime import PreparedMessage
 from sendwell.transports.base import AcceptedCall
 from sendwell.transports.smtp_connection import SMTPConnection, server_from_options
 from sendwell.transports.smtp_errors import TRANSPORT
 
 __all__ = ["SMTPTransport"]
-
-logger = logging.getLogger("sendwell.transports.smtp")
 
 
 class SMTPTransport:
@@ -75,7 +71,7 @@ class SMTPTransport:
                 )
             finally:
                 if opened:
-                    _close_after_send(connection)
+                    connection.close()
         accepted = tuple(r for r in prepared.recipients if r not in refused)
         calls = [AcceptedCall("", accepted)]
         if refused:
@@ -84,15 +80,3 @@ class SMTPTransport:
             error.accepted = calls
             raise error
         return calls
-
-
-def _close_after_send(connection: SMTPConnection) -> None:
-    """Close a connection opened for one message, whatever QUIT answers.
-
-    The message's fate was decided by the transaction before it: a QUIT that fails after the
-    server took the message must not turn it into an error, or a retry would send it twice.
-    """
-    try:
-        connection.close()
-    except DeliveryError as error:
-        logger.info("sendwell: closing the SMTP connection after a send failed: %s", error)
