@@ -23,6 +23,17 @@ else:  # ModelAdmin is not subscriptable at run time (without django-stubs-ext).
     RecipientInlineBase = AttemptInlineBase = admin.TabularInline
 
 
+# What an attempt's detail shows after its times, on the message page and the attempt page.
+ATTEMPT_OUTCOME_FIELDS = (
+    "transport",
+    "outcome_badge",
+    "recipients",
+    "ses_message_ids",
+    "error_code",
+    "error",
+    "worker",
+)
+
 _COLORS = {
     # message and recipient statuses
     "queued": "#417690",

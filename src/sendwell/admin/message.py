@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from sendwell.admin.common import (
+    ATTEMPT_OUTCOME_FIELDS,
     AttemptInlineBase,
     MessageAdminBase,
     ReadOnlyDetail,
@@ -48,17 +49,7 @@ class RecipientInline(ReadOnlyInline, RecipientInlineBase):
 
 class AttemptInline(ReadOnlyInline, AttemptInlineBase):
     model = Attempt
-    fields = (
-        "started_at",
-        "finished_at",
-        "transport",
-        "outcome_badge",
-        "recipients",
-        "ses_message_ids",
-        "error_code",
-        "error",
-        "worker",
-    )
+    fields = ("started_at", "finished_at", *ATTEMPT_OUTCOME_FIELDS)
     readonly_fields = fields
     ordering = ("started_at", "pk")
 

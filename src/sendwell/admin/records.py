@@ -9,6 +9,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from sendwell.admin.common import (
+    ATTEMPT_OUTCOME_FIELDS,
     AttemptAdminBase,
     ReadOnlyDetail,
     RecipientAdminBase,
@@ -84,19 +85,7 @@ class AttemptAdmin(ReadOnlyDetail, AttemptAdminBase):
     date_hierarchy = "started_at"
     ordering = ("-started_at", "-id")
     show_full_result_count = False
-    fields = (
-        "message_link",
-        "started_at",
-        "finished_at",
-        "duration",
-        "transport",
-        "outcome_badge",
-        "recipients",
-        "ses_message_ids",
-        "error_code",
-        "error",
-        "worker",
-    )
+    fields = ("message_link", "started_at", "finished_at", "duration", *ATTEMPT_OUTCOME_FIELDS)
     readonly_fields = fields
 
     @admin.display(description=_("message"), ordering="message")
