@@ -118,6 +118,7 @@ STAGES = [
 def wrap_stages(totals: dict[str, float]) -> None:
     import importlib  # noqa: PLC0415
 
+    wrapped: set[Any] = set()
     for module_name, class_name, function_name, label in STAGES:
         try:
             owner: Any = importlib.import_module(module_name)
@@ -126,7 +127,11 @@ def wrap_stages(totals: dict[str, float]) -> None:
             function = getattr(owner, function_name)
         except (ImportError, AttributeError):
             continue
-        setattr(owner, function_name, _timed(function, label, totals))
+        if function in wrapped:
+            continue  # the same function under an older name (a package re-exports it)
+        timed = _timed(function, label, totals)
+        wrapped.add(timed)
+        setattr(owner, function_name, timed)
 
 
 def _timed(function: Callable[..., Any], label: str, totals: dict[str, float]) -> Any:
@@ -198,7 +203,7 @@ def main() -> int:
         print(
             f"sendwell, where the time goes (median us/msg; total {statistics.median(walls):.0f}):"
         )
-        for *_, label in STAGES:
+        for label in dict.fromkeys(label for *_, label in STAGES):  # each label once
             if label in stages:
                 print(f"  {label:<58} {statistics.median(stages[label]):>7.0f}")
     return 0
