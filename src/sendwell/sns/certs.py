@@ -69,6 +69,7 @@ def no_redirect_opener(proxies: Mapping[str, str] | None = None) -> urllib.reque
         urllib.request.ProxyHandler(None if proxies is None else dict(proxies)),
         urllib.request.HTTPHandler(),
         urllib.request.HTTPSHandler(),  # the default context: certificate and host name checked
+        urllib.request.UnknownHandler(),  # any other scheme: "unknown url type"
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),
         _RefuseRedirects(),
@@ -140,8 +141,10 @@ _END: Final = b"-----END CERTIFICATE-----"
 
 def load_signing_key(pem: bytes, url: str, now: datetime) -> SigningKey:
     """The public key of the single PEM certificate ``pem``, valid at ``now``."""
+    if len(pem) > MAX_CERT_BYTES:  # whatever fetcher read it
+        _bad_certificate(url, f"is over {MAX_CERT_BYTES} bytes")
     body = pem.strip()
-    if len(pem) > MAX_CERT_BYTES or not (body.startswith(_BEGIN) and body.endswith(_END)):
+    if not (body.startswith(_BEGIN) and body.endswith(_END)):
         _bad_certificate(url, "is not a PEM certificate")
     try:
         certificates = x509.load_pem_x509_certificates(body)

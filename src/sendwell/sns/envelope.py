@@ -143,7 +143,7 @@ def parse_envelope(body: bytes, *, max_bytes: int = 256 * 1024) -> dict[str, Any
     if not isinstance(data, dict):
         _malformed(f"the JSON is a {type(data).__name__}, not an object")
     kind = data.get("Type")
-    if kind not in _SIGNED:
+    if not isinstance(kind, str) or kind not in _SIGNED:
         _malformed(f"Type is {shorten(kind, 40)}, not one of {', '.join(sorted(_SIGNED))}")
     for field in (*_SIGNED[kind], *_ENVELOPE):
         if field not in data:

@@ -93,9 +93,14 @@ class Verifier:
         timestamp = parse_timestamp(envelope["Timestamp"])
         self._check_age(timestamp, now)
         cert_url = validate_cert_url(envelope["SigningCertURL"])
-        subscribe_url = None
+        # Only what this Type signs is exposed: a Token on a Notification, or a Subject on a
+        # confirmation, is unsigned and could be anyone's.
+        subject = subscribe_url = token = None
         if envelope["Type"] in CONFIRMATION_TYPES:
             subscribe_url = validate_subscribe_url(envelope["SubscribeURL"])
+            token = envelope["Token"]
+        else:
+            subject = envelope.get("Subject")
         signature = _decode_signature(envelope["Signature"])
         key = self._signing_key(cert_url, now)
         try:
@@ -114,9 +119,9 @@ class Verifier:
             topic_arn=envelope["TopicArn"],
             message=envelope["Message"],
             timestamp=timestamp,
-            subject=envelope.get("Subject"),
+            subject=subject,
             subscribe_url=subscribe_url,
-            token=envelope.get("Token"),
+            token=token,
             signature_version=version,
             raw=envelope,
         )
