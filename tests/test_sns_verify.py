@@ -13,8 +13,10 @@ import functools
 import http.server
 import io
 import json
+import queue
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import urllib.response
 from collections.abc import Callable, Iterator
@@ -43,6 +45,7 @@ from sendwell.sns import (
 )
 from sendwell.sns.certs import no_redirect_opener
 from testservers.base import LOCALHOST, free_port
+from testservers.moto_ses import LocalSESServer
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
 OTHER_TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-other"
@@ -937,3 +940,88 @@ def test_confirm_subscription_checks_the_url_again() -> None:
         confirm_subscription(forged, opener=_opener(fake))
     assert caught.value.reason == "bad_subscribe_url"
     assert fake.urls == []
+
+
+# --- moto's SNS, end to end ---------------------------------------------------------------------
+
+
+class _Endpoint(http.server.BaseHTTPRequestHandler):
+    """An HTTP subscription endpoint: keeps every body POSTed to it."""
+
+    bodies: queue.Queue[bytes]  # set per server
+
+    def do_POST(self) -> None:
+        self.bodies.put(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _MotoCertificates:
+    """Fetches a (validated) SNS certificate URL from moto's server instead of AWS.
+
+    moto serves its signing certificates at ``/SimpleNotificationService-<id>.pem``, routed to
+    SNS by the service named in a SigV4 Authorization header (any signature does)."""
+
+    def __init__(self, endpoint_url: str, region: str) -> None:
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.calls: list[str] = []
+
+    def fetch(self, url: str) -> bytes:
+        self.calls.append(url)
+        parts = urllib.parse.urlsplit(url)
+        assert parts.hostname == f"sns.{self.region}.amazonaws.com"
+        auth = f"AWS4-HMAC-SHA256 Credential=testing/20260101/{self.region}/sns/aws4_request, "
+        request = urllib.request.Request(
+            self.endpoint_url + parts.path,
+            headers={"Authorization": auth + "SignedHeaders=host, Signature=0"},
+        )
+        with no_redirect_opener({}).open(request, timeout=10) as response:
+            pem: bytes = response.read()
+        return pem
+
+
+@pytest.fixture
+def sns_endpoint() -> Iterator[tuple[str, queue.Queue[bytes]]]:
+    bodies: queue.Queue[bytes] = queue.Queue()
+    handler = type("Handler", (_Endpoint,), {"bodies": bodies})
+    server = http.server.ThreadingHTTPServer((LOCALHOST, free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{LOCALHOST}:{server.server_address[1]}/sns", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_message_moto_signed_verifies(
+    moto_server: LocalSESServer, sns_endpoint: tuple[str, queue.Queue[bytes]]
+) -> None:
+    url, bodies = sns_endpoint
+    sns = moto_server.client("sns")
+    topic = sns.create_topic(Name="sendwell-sns-verify")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=url)
+    fetcher = _MotoCertificates(moto_server.endpoint_url, moto_server.region)
+    v = Verifier(topic_arns=[topic], fetcher=fetcher)
+
+    sns.publish(TopicArn=topic, Message='{"notificationType": "Delivery"}')
+    message = v.verify(bodies.get(timeout=30))
+    assert message.type == "Notification"
+    assert message.topic_arn == topic
+    assert message.message == '{"notificationType": "Delivery"}'
+    assert message.signature_version == "2"
+    assert message.subject is None
+    assert len(fetcher.calls) == 1
+
+    # moto leaves Subject out of what it signs (AWS signs it): so its messages with a Subject
+    # are refused, as a message whose Subject was added on the way must be.
+    sns.publish(TopicArn=topic, Message="hello", Subject="a subject")
+    with pytest.raises(VerificationError) as caught:
+        v.verify(bodies.get(timeout=30))
+    assert caught.value.reason == "bad_signature"
