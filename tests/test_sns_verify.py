@@ -9,12 +9,14 @@ urllib fetcher meets a real HTTP server on 127.0.0.1 once, and moto's SNS signs 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import http.server
 import io
 import json
 import queue
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -812,6 +814,16 @@ class _CertServer(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if self.path == "/slow.pem":  # a byte at a time, each well within the socket timeout
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the client hangs up first
+                for _ in range(1000):
+                    self.wfile.write(b"A")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            return
         payload = {"/cert.pem": _good_pem(), "/big.pem": b"A" * (64 * 1024 + 1)}.get(self.path)
         if payload is None:
             self.send_error(404)
@@ -860,12 +872,22 @@ def test_the_default_fetcher_refuses_redirects_and_big_bodies(
         "/redirect.pem",
         "/big.pem",
         "/missing.pem",
-    ]  # never /cert.pem again
+    ]  # the 302 was not followed: /cert.pem was asked for once
 
     with pytest.raises(VerificationError) as refused_url:
         fetcher.fetch(f"{base}/cert.pem")
     assert refused_url.value.reason == "bad_cert_url"
     assert len(hits) == 4
+
+
+def test_the_default_fetcher_gives_up_on_a_trickling_server(
+    cert_server: tuple[str, list[str]],
+) -> None:
+    base, _ = cert_server
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"took over 0\.5 s"):
+        UrllibCertificateFetcher(timeout=0.5, proxies={})._get(f"{base}/slow.pem")
+    assert time.monotonic() - started < 5
 
 
 def test_the_default_opener_has_no_file_handler() -> None:

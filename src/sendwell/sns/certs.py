@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -81,14 +82,28 @@ def no_redirect_opener(proxies: Mapping[str, str] | None = None) -> urllib.reque
 def read_bounded(
     opener: urllib.request.OpenerDirector, url: str, *, timeout: float, limit: int
 ) -> bytes:
-    """GET ``url``: the body of a 200, at most ``limit`` bytes, else an OSError."""
+    """GET ``url``: the body of a 200, at most ``limit`` bytes, within about ``timeout``
+    seconds in all, else an OSError."""
+    # A socket timeout bounds each read, not the whole body: a server sending a byte every few
+    # seconds would hold the request for hours. So the body is read as it arrives, against a
+    # deadline.
+    deadline = time.monotonic() + timeout
     with opener.open(url, timeout=timeout) as response:
         if response.status != 200:
             raise urllib.error.HTTPError(url, response.status, "not 200", response.headers, None)
-        body: bytes = response.read(limit + 1)
-    if len(body) > limit:
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk: bytes = response.read1(limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the response took over {timeout} s")
+    if size > limit:
         raise OSError(f"the response is over {limit} bytes")
-    return body
+    return b"".join(chunks)
 
 
 class UrllibCertificateFetcher:
