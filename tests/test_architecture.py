@@ -34,6 +34,7 @@ FLOORS: dict[str, int] = {
     "sendwell.settings_check": 1,
     "sendwell.settings_table": 1,
     "sendwell.signals": 1,
+    "sendwell.sns": 1,
     "sendwell.transports.base": 1,
     "sendwell.models": 2,
     "sendwell.ratelimit": 2,
