@@ -42,11 +42,7 @@ def parse_ses_message(message: str | bytes | Mapping[str, Any]) -> list[SESEvent
     ``message`` is the JSON text (SNS's ``Message`` is a string) or the object already decoded
     (emulators send one). Raises :class:`EventParseError`, and only that, when it cannot be read.
     """
-    data = _load(message)
-    try:
-        return _parse(data)
-    except RecursionError:  # pragma: no cover - the readers below do not recurse
-        raise EventParseError("the SES message is nested too deeply") from None
+    return _parse(_load(message))
 
 
 def _load(message: object) -> Mapping[str, Any]:
@@ -102,8 +98,8 @@ def _parse(data: Mapping[str, Any]) -> list[SESEvent]:
     events: list[SESEvent] = []
     seen: set[str] = set()
     for recipient, own_fields in recipients or [("", {})]:
-        # The same address twice in one list (SES lists "Jane <jane@x>" and "jane@x" apart) is one
-        # recipient: each event is stored once.
+        # An address listed twice, however spelled ("Jane <Jane@x>", "jane@x"), is one recipient:
+        # each event is stored once.
         if recipient in seen:
             continue
         seen.add(recipient)
