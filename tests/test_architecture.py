@@ -24,6 +24,7 @@ FLOORS: dict[str, int] = {
     "sendwell.conf": 1,
     "sendwell.db": 1,
     "sendwell.env": 1,
+    "sendwell.events": 1,
     "sendwell.exceptions": 1,
     "sendwell.mime": 1,
     "sendwell.mime_display": 1,
