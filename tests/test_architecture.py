@@ -44,6 +44,8 @@ FLOORS: dict[str, int] = {
     "sendwell.pacing": 3,
     "sendwell.quota": 3,
     "sendwell.suppression": 3,
+    "sendwell.feedback": 3,
+    "sendwell.simulate": 3,
     "sendwell.transports": 3,
     "sendwell.worker": 3,
     "sendwell.admin": 4,
@@ -54,6 +56,8 @@ FLOORS: dict[str, int] = {
     "sendwell.operations": 4,
     "sendwell.tasks": 4,
     "sendwell.warmup": 4,
+    "sendwell.webhook": 4,
+    "sendwell.urls": 4,
 }
 
 

@@ -8,7 +8,6 @@ urllib fetcher meets a real HTTP server on 127.0.0.1 once, and moto's SNS signs 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import http.server
@@ -27,10 +26,8 @@ from email.message import Message
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -46,6 +43,7 @@ from sendwell.sns import (
     validate_subscribe_url,
 )
 from sendwell.sns.certs import no_redirect_opener
+from tests.sns_signing import ca, certificate, sign, signing_key
 from testservers.base import LOCALHOST, free_port
 from testservers.moto_ses import LocalSESServer
 
@@ -62,33 +60,7 @@ STAMP = "2026-05-01T11:59:30.123Z"
 HYPOTHESIS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-# --- certificates -------------------------------------------------------------------------------
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-@functools.cache
-def _ca() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("Test Amazon RSA CA"))
-        .issuer_name(_name("Test Amazon RSA CA"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=3650))
-        .not_valid_after(NOW + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-@functools.cache
-def _signing_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+# --- certificates and signatures (tests/sns_signing.py, shared with the webhook's tests) -------
 
 
 def _certificate(
@@ -97,43 +69,12 @@ def _certificate(
     not_after: datetime = NOW + timedelta(days=300),
 ) -> bytes:
     """An SNS-like signing certificate, issued by the test CA, as PEM."""
-    ca_key, ca_cert = _ca()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("sns.amazonaws.com"))
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key or _signing_key().public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
+    return certificate(public_key, not_before=not_before, not_after=not_after)
 
 
 @functools.cache
 def _good_pem() -> bytes:
     return _certificate()
-
-
-# --- messages, signed as SNS signs them ---------------------------------------------------------
-
-
-def aws_string_to_sign(envelope: dict[str, Any]) -> bytes:
-    """AWS's "Verifying the signatures of Amazon SNS messages", written out again."""
-    if envelope["Type"] == "Notification":
-        keys = ["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"]
-    else:
-        keys = ["Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"]
-    return "".join(f"{k}\n{envelope[k]}\n" for k in keys if k in envelope).encode()
-
-
-def sign(envelope: dict[str, Any], key: rsa.RSAPrivateKey | None = None) -> dict[str, Any]:
-    algorithm = hashes.SHA1() if envelope["SignatureVersion"] == "1" else hashes.SHA256()
-    signature = (key or _signing_key()).sign(
-        aws_string_to_sign(envelope), padding.PKCS1v15(), algorithm
-    )
-    return {**envelope, "Signature": base64.b64encode(signature).decode()}
 
 
 def envelope(
@@ -425,13 +366,13 @@ def _pem_of_key(key: Any) -> bytes:
         (lambda: _certificate(not_after=NOW - timedelta(seconds=1)), "expired"),
         (lambda: _certificate(not_before=NOW + timedelta(seconds=1)), "not valid before"),
         (lambda: _good_pem() + _good_pem(), "2 certificates"),
-        (lambda: _good_pem() + _ca()[1].public_bytes(serialization.Encoding.PEM), "2 cert"),
+        (lambda: _good_pem() + ca()[1].public_bytes(serialization.Encoding.PEM), "2 cert"),
         (lambda: b"", "not a PEM"),
         (lambda: b"garbage", "not a PEM"),
         (lambda: b"<html>Access Denied</html>\n" + _good_pem(), "not a PEM"),
         (lambda: _good_pem() + b"trailing", "not a PEM"),
         (lambda: _good_pem().replace(b"MII", b"MIX", 1), "not a PEM"),
-        (lambda: _pem_of_key(_signing_key()), "not a PEM"),
+        (lambda: _pem_of_key(signing_key()), "not a PEM"),
         (lambda: _good_pem() * 100, "over 65536 bytes"),
         (
             lambda: _certificate(ec.generate_private_key(ec.SECP256R1()).public_key()),

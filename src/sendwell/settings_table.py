@@ -82,6 +82,12 @@ def topic_arns(value: Any) -> str | None:
     return 'a list of SNS topic ARNs, e.g. ["arn:aws:sns:eu-west-1:123456789012:ses-events"]'
 
 
+def dotted_path_or_none(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and "." in value and " " not in value):
+        return None
+    return 'None or the dotted path of a class, e.g. "myproject.sns.ProxyFetcher"'
+
+
 def basic_auth(value: Any) -> str | None:
     if value is None:
         return None
@@ -213,6 +219,14 @@ SETTINGS: tuple[Setting, ...] = (
         basic_auth,
         '`"user:password"` the webhook requires (put them in the endpoint URL given to SNS)',
         secret=True,
+    ),
+    Setting(
+        "SNS_FETCHER",
+        None,
+        dotted_path_or_none,
+        "a class whose `fetch(url) -> bytes` gets SNS's signing certificates and confirms "
+        "subscriptions (None: HTTPS, no redirects, 5 s); every URL is checked to be SNS's own "
+        "before it is called",
     ),
     Setting(
         "SUPPRESS_ON_PERMANENT_BOUNCE",

@@ -20,7 +20,7 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 from django.utils import timezone
 
-from sendwell import signals
+from sendwell import feedback, signals
 from sendwell.db import bookkeeping_alias
 from sendwell.delivery.claims import WORKER_PREFIX, release
 from sendwell.delivery.route import Route
@@ -215,6 +215,7 @@ def record_accepted(
         *message.ses_message_ids,
         *(call.message_id for call in calls if call.message_id),
     ]
+    feedback.link_early_events(call.message_id for call in calls)
 
 
 def record_suppressed(message: Message, rows: Sequence[tuple[int, str]], *, left: int) -> None:
@@ -415,6 +416,9 @@ class SyncRecords:
             Recipient.objects.using(using).bulk_create(self.recipients)
             Attempt.objects.using(using).bulk_create(self.attempts)
         suppressed, self.suppressed = self.suppressed, []
+        ses_ids = [ses_id for message in self.messages for ses_id in message.ses_message_ids]
         self.messages, self.recipients, self.attempts = [], [], []
+        with transaction.atomic(using=using):
+            feedback.link_early_events(ses_ids, using)
         for message, addresses, all_suppressed in suppressed:
             _signal_suppressed(message, addresses, all_suppressed=all_suppressed)

@@ -1,9 +1,9 @@
 """sendwell's tables: the outbox, what delivery shares between workers, and the feedback loop."""
 
+from sendwell.events import EventType
 from sendwell.models.feedback import (
     EVERYTHING,
     Event,
-    EventType,
     Notification,
     NotificationSource,
     Suppression,

@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from sendwell.events import EventType
 from sendwell.models.outbox import Message, Recipient
 
 
@@ -44,18 +45,8 @@ class Notification(models.Model):
         return f"{self.type} {self.sns_message_id}"
 
 
-class EventType(models.TextChoices):
-    SEND = "send", _("send")
-    REJECT = "reject", _("reject")
-    BOUNCE = "bounce", _("bounce")
-    COMPLAINT = "complaint", _("complaint")
-    DELIVERY = "delivery", _("delivery")
-    OPEN = "open", _("open")
-    CLICK = "click", _("click")
-    RENDERING_FAILURE = "rendering_failure", _("rendering failure")
-    DELIVERY_DELAY = "delivery_delay", _("delivery delay")
-    SUBSCRIPTION = "subscription", _("subscription")
-    UNKNOWN = "unknown", _("unknown")
+# The choices are the parser's types (sendwell.events.EventType): one list of SES event types.
+EVENT_TYPE_CHOICES = [(t.value, t.value.replace("_", " ")) for t in EventType]
 
 
 class Event(models.Model):
@@ -68,7 +59,7 @@ class Event(models.Model):
     notification = models.ForeignKey(
         Notification, on_delete=models.CASCADE, related_name="events", null=True, blank=True
     )
-    type = models.CharField(max_length=20, choices=EventType.choices)
+    type = models.CharField(max_length=20, choices=EVENT_TYPE_CHOICES)
     type_name = models.CharField(max_length=64, blank=True)  # as SES named it
     ses_message_id = models.CharField(max_length=100)
     address = models.CharField(max_length=320, blank=True)  # lower-cased addr-spec
@@ -80,6 +71,9 @@ class Event(models.Model):
     recipient = models.ForeignKey(
         Recipient, on_delete=models.SET_NULL, related_name="events", null=True, blank=True
     )
+    # Each event once: SNS delivers at least once and SES gives events no id of their own, so
+    # this is the parser's dedup_key (type, message id, recipient, time, feedback id, link).
+    dedup_key = models.CharField(max_length=64, unique=True)
     detail = models.JSONField(default=dict, blank=True)  # the normalized fields
     raw = models.JSONField(default=dict, blank=True)  # the SES JSON
 
