@@ -51,7 +51,7 @@ def payload(name: str) -> dict[str, Any]:
 def feedback_settings() -> Iterator[None]:
     LocalSNSFetcher.fetched.clear()
     LocalSNSFetcher.fail_confirmations = False
-    with override_settings(SENDWELL=FEEDBACK):
+    with override_settings(SENDWELL=FEEDBACK, ROOT_URLCONF="tests.webhook_urls"):
         yield
 
 

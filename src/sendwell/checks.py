@@ -221,6 +221,8 @@ def check_sns_webhook(
     """The webhook installed without a topic to accept: every notification would be refused."""
     from django.urls import NoReverseMatch, reverse  # noqa: PLC0415
 
+    if not getattr(settings, "ROOT_URLCONF", None):
+        return []  # a worker-only project serves no URLs
     try:
         path = reverse("sendwell:sns")
     except NoReverseMatch:
