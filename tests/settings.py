@@ -61,9 +61,12 @@ TEMPLATES = [
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_FROM_EMAIL = "sender@example.com"
 SERVER_EMAIL = "server@example.com"
-ADMINS = ["admin@example.com"]
 
 import django  # noqa: E402
+
+# RemovedInSendwellDjango52: 5.2 wants (name, address) pairs (and says so when a 5xx response
+# is logged to mail_admins), 6.1 deprecates them.
+ADMINS = ["admin@example.com"] if django.VERSION >= (6, 0) else [("Admin", "admin@example.com")]
 
 if django.VERSION >= (6, 1):
     # Tests choose their mailer with override_settings; this only opts in to MAILERS.

@@ -24,6 +24,7 @@ FLOORS: dict[str, int] = {
     "sendwell.conf": 1,
     "sendwell.db": 1,
     "sendwell.env": 1,
+    "sendwell.events": 1,
     "sendwell.exceptions": 1,
     "sendwell.mime": 1,
     "sendwell.mime_display": 1,
@@ -33,6 +34,8 @@ FLOORS: dict[str, int] = {
     "sendwell.retry": 1,
     "sendwell.settings_check": 1,
     "sendwell.settings_table": 1,
+    "sendwell.signals": 1,
+    "sendwell.sns": 1,
     "sendwell.transports.base": 1,
     "sendwell.models": 2,
     "sendwell.ratelimit": 2,
@@ -40,6 +43,9 @@ FLOORS: dict[str, int] = {
     "sendwell.delivery": 3,
     "sendwell.pacing": 3,
     "sendwell.quota": 3,
+    "sendwell.suppression": 3,
+    "sendwell.feedback": 3,
+    "sendwell.simulate": 3,
     "sendwell.transports": 3,
     "sendwell.worker": 3,
     "sendwell.admin": 4,
@@ -50,6 +56,8 @@ FLOORS: dict[str, int] = {
     "sendwell.operations": 4,
     "sendwell.tasks": 4,
     "sendwell.warmup": 4,
+    "sendwell.webhook": 4,
+    "sendwell.urls": 4,
 }
 
 

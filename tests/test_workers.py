@@ -271,7 +271,8 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("worker-db") / "template.sqlite3"
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        # As the workers get it (below): the same sendwell as the tests, whatever is installed.
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "DJANGO_SETTINGS_MODULE": SETTINGS,
         "SENDWELL_WORKER_DATABASE": f"sqlite://{path}",
         "SENDWELL_WORKER_SES_ENDPOINT": "http://127.0.0.1:9",

@@ -33,6 +33,8 @@ CHECK_IDS: dict[str, str] = {
     "sendwell.W004": "`SENDWELL = {...}` names a setting that was removed "
     "(`FALLBACK_SEND_RATE`, `FALLBACK_24_HOUR_SEND`); it is ignored, and the hint says what "
     "replaced it",
+    "sendwell.W005": "the SNS webhook (`sendwell:sns`) is in the URLs but "
+    '`SENDWELL["SNS_TOPIC_ARNS"]` is empty, so it refuses every notification',
 }
 
 

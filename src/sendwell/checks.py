@@ -214,6 +214,32 @@ def _sender_problems() -> list[checks.CheckMessage]:
     return []
 
 
+@checks.register(checks.Tags.urls)
+def check_sns_webhook(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """The webhook installed without a topic to accept: every notification would be refused."""
+    from django.urls import NoReverseMatch, reverse  # noqa: PLC0415
+
+    if not getattr(settings, "ROOT_URLCONF", None):
+        return []  # a worker-only project serves no URLs
+    try:
+        path = reverse("sendwell:sns")
+    except NoReverseMatch:
+        return []  # the feedback loop is not set up here
+    if conf.setting("SNS_TOPIC_ARNS"):
+        return []
+    return [
+        checks.Warning(
+            f"the SNS webhook is at {path}, but SENDWELL['SNS_TOPIC_ARNS'] is empty: it refuses "
+            "every notification (403), so bounces and complaints are never recorded",
+            hint="Set SENDWELL['SNS_TOPIC_ARNS'] to the ARNs of the SNS topics your SES "
+            "configuration set or identities publish to (docs/feedback.md).",
+            id="sendwell.W005",
+        )
+    ]
+
+
 @checks.register(checks.Tags.database)
 def check_account_limits(
     app_configs: Sequence[AppConfig] | None = None, databases: Sequence[str] | None = None, **_: Any

@@ -237,3 +237,19 @@ class TLSCertificateError(PermanentDeliveryError, ImproperlyConfigured):
 
 class InvalidMessageError(PermanentDeliveryError, ValueError):
     """The message itself cannot be sent as it is (a bad tag, a malformed header)."""
+
+
+class SuppressedError(PermanentDeliveryError):
+    """Every recipient of the message is on sendwell's suppression list (raised only with
+    ``SENDWELL["RAISE_WHEN_ALL_SUPPRESSED"]``; otherwise the message counts as not sent)."""
+
+    default_remedy = (
+        "the addresses bounced, complained or unsubscribed before; remove them from the list "
+        "(manage.py sendwell suppression remove ADDRESS) only if you know they can receive mail"
+    )
+
+    def __init__(self, addresses: Sequence[str], **kwargs: Any) -> None:
+        self.addresses = tuple(addresses)
+        shown = ", ".join(self.addresses[:3]) + (" ..." if len(self.addresses) > 3 else "")
+        kwargs.setdefault("code", "sendwell.suppressed")
+        super().__init__(f"every recipient is suppressed ({shown})", **kwargs)

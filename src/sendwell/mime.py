@@ -34,6 +34,10 @@ TAGS_HEADER = "X-SES-MESSAGE-TAGS"
 # values, also periods, @ and a few more since 2021); both must be shorter than 256 characters.
 _TAG_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_.@-]{0,255}$")
+# sendwell's own control header: the mailing list a message is sent for, so that an address
+# unsubscribed from that list is suppressed for it (and only for it). Removed before sending.
+LIST_HEADER = "X-Sendwell-List"
+_LIST_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +49,7 @@ class PreparedMessage:
     raw: bytes  # the MIME message with CRLF line endings, Bcc and control headers removed
     configuration_set: str | None
     tags: tuple[tuple[str, str], ...]
+    list_name: str = ""  # the X-Sendwell-List it was sent for ("" for none)
 
 
 def envelope_address(address: Any) -> str:
@@ -159,10 +164,18 @@ def prepare(message: EmailMessage, *, configuration_set: str | None) -> Prepared
             )
     tags = parse_tags(list(mime.get_all(TAGS_HEADER) or []), getattr(message, "ses_tags", None))
     del mime[TAGS_HEADER]
+    list_name = str((mime.get_all(LIST_HEADER) or [""])[-1]).strip()
+    del mime[LIST_HEADER]
+    if list_name and not _LIST_NAME_RE.match(list_name):
+        raise InvalidMessageError(
+            f"{LIST_HEADER}: {list_name[:100]!r} is not a list name",
+            remedy="use at most 100 ASCII letters, digits, '_', '.' and '-'",
+        )
     return PreparedMessage(
         envelope_from=envelope_from,
         recipients=recipients,
         raw=mime_bytes(mime),
         configuration_set=configuration_set,
         tags=tuple(tags.items()),
+        list_name=list_name,
     )

@@ -70,6 +70,37 @@ def text(value: Any) -> str | None:
     return None if isinstance(value, str) and value else "a non-empty string"
 
 
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "True or False"
+
+
+def topic_arns(value: Any) -> str | None:
+    if isinstance(value, list | tuple) and all(
+        isinstance(arn, str) and arn.startswith("arn:aws") and arn.count(":") == 5 for arn in value
+    ):
+        return None
+    return 'a list of SNS topic ARNs, e.g. ["arn:aws:sns:eu-west-1:123456789012:ses-events"]'
+
+
+def dotted_path_or_none(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and "." in value and " " not in value):
+        return None
+    return 'None or the dotted path of a class, e.g. "myproject.sns.ProxyFetcher"'
+
+
+def basic_auth(value: Any) -> str | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, str)
+        and ":" in value
+        and value.split(":", 1)[0]
+        and value.split(":", 1)[1]
+    ):
+        return None
+    return 'None or "user:password", as in the endpoint URL given to SNS'
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     name: str
@@ -163,6 +194,78 @@ SETTINGS: tuple[Setting, ...] = (
         "consecutive retryable SES failures that send everything over SMTP for a while",
     ),
     Setting("CIRCUIT_BREAKER_SECONDS", 60.0, seconds(), "how long the circuit stays open"),
+    # The feedback loop.
+    Setting(
+        "SNS_TOPIC_ARNS",
+        [],
+        topic_arns,
+        "the SNS topics whose notifications the webhook accepts (empty: it accepts none)",
+    ),
+    Setting(
+        "SNS_MAX_AGE",
+        3600.0,
+        seconds(positive=True),
+        "how old (or how far in the future) an SNS message's Timestamp may be, in seconds",
+    ),
+    Setting(
+        "SNS_REQUIRE_SIGNATURE_V2",
+        False,
+        boolean,
+        "refuse SNS messages signed with SignatureVersion 1 (SHA1)",
+    ),
+    Setting(
+        "SNS_BASIC_AUTH",
+        None,
+        basic_auth,
+        '`"user:password"` the webhook requires (put them in the endpoint URL given to SNS)',
+        secret=True,
+    ),
+    Setting(
+        "SNS_FETCHER",
+        None,
+        dotted_path_or_none,
+        "a class whose `fetch(url) -> bytes` gets SNS's signing certificates and confirms "
+        "subscriptions (None: HTTPS, no redirects, 5 s); every URL is checked to be SNS's own "
+        "before it is called",
+    ),
+    Setting(
+        "SUPPRESS_ON_PERMANENT_BOUNCE",
+        True,
+        boolean,
+        "suppress an address at its first permanent bounce",
+    ),
+    Setting("SUPPRESS_ON_COMPLAINT", True, boolean, "suppress an address at its first complaint"),
+    Setting(
+        "TRANSIENT_BOUNCES_TO_SUPPRESS",
+        5,
+        whole(0),
+        "transient bounces within `TRANSIENT_BOUNCE_WINDOW` that suppress an address (0: never)",
+    ),
+    Setting(
+        "TRANSIENT_BOUNCE_WINDOW",
+        7 * 24 * 3600.0,
+        seconds(positive=True),
+        "the window in which transient bounces are counted, in seconds",
+    ),
+    Setting(
+        "TRANSIENT_SUPPRESSION_SECONDS",
+        30 * 24 * 3600.0,
+        seconds(positive=True),
+        "how long repeated transient bounces suppress an address",
+    ),
+    Setting(
+        "RAISE_WHEN_ALL_SUPPRESSED",
+        False,
+        boolean,
+        "raise `SuppressedError` for a message whose recipients are all suppressed, "
+        "instead of counting it as not sent",
+    ),
+    Setting(
+        "EVENT_RETENTION_DAYS",
+        90,
+        whole(1),
+        "how long `manage.py sendwell prune` keeps SES events and SNS notifications",
+    ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 DEFAULTS: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS}

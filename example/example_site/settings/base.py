@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     # database and `manage.py db_worker` runs them. Installed whatever EMAIL_QUEUE says, so that
     # `migrate` has created its table before the outbox is switched on.
     "django_tasks_db",
+    # A small mailing list that drops addresses sendwell suppresses (sendwell's signals).
+    "newsletter",
     # The site itself: its management commands (send_demo_email, queue_demo_batch).
     "example_site",
 ]
@@ -135,7 +137,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # SYNC_MAX_WAIT (10 s). With EMAIL_QUEUE=True a worker claims BATCH_SIZE messages at a time
 # (default 50). At this site's rates a smaller claim lets every worker take part in a batch, and
 # leaves fewer messages waiting out the claim's lease if a worker dies holding them.
-SENDWELL = {"BATCH_SIZE": 10}
+SENDWELL = {
+    "BATCH_SIZE": 10,
+    # The feedback loop: the SNS topics SES publishes this site's bounces and complaints to
+    # (their notifications arrive at /ses/sns/; docs/feedback.md).
+    "SNS_TOPIC_ARNS": env_list("SNS_TOPIC_ARNS", default=[]),
+}
 
 # sendwell logs each delivery attempt; show them on the console (and in the demo's output).
 LOGGING = {

@@ -15,8 +15,17 @@ rendered.
 """
 
 # Importing the modules registers their ModelAdmins (Django's autodiscover imports this package).
+from sendwell.admin.feedback import EventAdmin, SuppressionAdmin
 from sendwell.admin.message import MessageAdmin
 from sendwell.admin.records import AttemptAdmin, RecipientAdmin
 from sendwell.operations import cancel_messages, retry_messages
 
-__all__ = ["AttemptAdmin", "MessageAdmin", "RecipientAdmin", "cancel_messages", "retry_messages"]
+__all__ = [
+    "AttemptAdmin",
+    "EventAdmin",
+    "MessageAdmin",
+    "RecipientAdmin",
+    "SuppressionAdmin",
+    "cancel_messages",
+    "retry_messages",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -61,7 +62,7 @@ def badge(value: str, label: Any) -> SafeString:
     return format_html(_BADGE, value, _COLORS.get(value, "#666666"), label)
 
 
-def admin_link(model: type[Message], pk: int, text: str) -> SafeString:
+def admin_link(model: type[models.Model], pk: int, text: str) -> SafeString:
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
     return format_html('<a href="{}">{}</a>', url, text)
 

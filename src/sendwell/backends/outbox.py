@@ -17,7 +17,8 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 
 from sendwell import conf
-from sendwell.delivery import Route, build_record, save_queued
+from sendwell.delivery import Route, build_record, save_queued, suppress
+from sendwell.delivery.records import Queued
 from sendwell.exceptions import ConfigurationError, DeliveryError
 from sendwell.options import ses_options
 from sendwell.transports.ses import SESTransport
@@ -85,8 +86,11 @@ class OutboxBackend(BaseEmailBackend):
         return f"<OutboxBackend alias={self.alias!r} transport={self.route.name}>"
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        records = []
-        queued = []
+        """Queue the messages; the number queued (one whose recipients are all suppressed is
+        recorded as suppressed and not counted)."""
+        queued: list[Queued] = []
+        emails: list[EmailMessage] = []
+        refusal: DeliveryError | None = None
         for email in email_messages or ():
             try:
                 record = build_record(email, self.route, mailer=self.alias or "default")
@@ -94,19 +98,29 @@ class OutboxBackend(BaseEmailBackend):
                 if self.fail_silently:
                     continue
                 raise
-            if record is not None:
-                records.append(record)
-                queued.append(email)
-        if not records:
-            return 0
-        with transaction.atomic():
-            save_queued(records)
-            # After the caller's transaction commits (at once if there is none): a rolled-back
-            # request sends nothing, and the worker never looks for rows it cannot see yet.
-            transaction.on_commit(_wake_worker)
-        for email, (message, _) in zip(queued, records, strict=True):
-            email.sendwell_id = message.pk  # type: ignore[attr-defined]
-        return len(records)
+            if record is None:
+                continue
+            message, everyone = record
+            prepared, suppressed = suppress.split(everyone)
+            queued.append(Queued(message, prepared.recipients if prepared else (), suppressed))
+            emails.append(email)
+            if prepared is None and not self.fail_silently:
+                refusal = suppress.all_suppressed_error(suppressed, self.route.first.name)
+                if refusal is not None:
+                    break  # as a synchronous backend stops at its first error
+        if queued:
+            with transaction.atomic():
+                save_queued(queued)
+                # After the caller's transaction commits (at once if there is none): a
+                # rolled-back request sends nothing, and the worker never looks for rows it
+                # cannot see yet.
+                if any(item.recipients for item in queued):
+                    transaction.on_commit(_wake_worker)
+            for email, item in zip(emails, queued, strict=True):
+                email.sendwell_id = item.message.pk  # type: ignore[attr-defined]
+        if refusal is not None:
+            raise refusal
+        return sum(1 for item in queued if item.recipients)
 
 
 def _wake_worker() -> None:

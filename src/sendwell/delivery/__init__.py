@@ -8,6 +8,7 @@
 - :mod:`~sendwell.delivery.queued`: the outbox worker (``deliver`` a claimed message);
 - :mod:`~sendwell.delivery.claims`: which worker holds a queued message, and its lease;
 - :mod:`~sendwell.delivery.circuit`: the failover circuit breaker;
+- :mod:`~sendwell.delivery.suppress`: the suppression step every message takes;
 - :mod:`~sendwell.delivery.records`: the recorder, the one writer of the delivery's rows.
 
 Pacing (:mod:`sendwell.pacing`), error classification (the transports), the retry decision
@@ -16,13 +17,14 @@ Pacing (:mod:`sendwell.pacing`), error classification (the transports), the retr
 
 from sendwell.delivery.claims import claim, worker_name
 from sendwell.delivery.queued import CLAIM_LOST, Outcome, deliver
-from sendwell.delivery.records import SyncRecords, build_record, save_queued
+from sendwell.delivery.records import Queued, SyncRecords, build_record, save_queued
 from sendwell.delivery.route import Route
 from sendwell.delivery.sync import SyncSend, begin_send, send_now
 
 __all__ = [
     "CLAIM_LOST",
     "Outcome",
+    "Queued",
     "Route",
     "SyncRecords",
     "SyncSend",

@@ -1,6 +1,7 @@
 """The outbox's pipeline: one claimed message, from its pending recipients to its record.
 
-    pending recipients -> transport (first choice, or failover) -> per chunk of recipients:
+    pending recipients -> suppressed ones left out -> transport (first choice, or failover)
+    -> per chunk of recipients:
         renew the claim -> pace -> hand over -> record -> tell the pacer
     -> sent | deferred | retry | failover | failed (the retry policy, sendwell.retry)
 
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from sendwell import conf
-from sendwell.delivery import circuit, claims, records
+from sendwell.delivery import circuit, claims, records, suppress
 from sendwell.delivery.route import Route, pacer_of
 from sendwell.exceptions import DeliveryError, ThrottledError
 from sendwell.models import AttemptOutcome, Message, MessageStatus
@@ -42,10 +43,14 @@ class Outcome:
 
 def deliver(message: Message, route: Route, *, worker: str, max_wait: float) -> Outcome:
     """Deliver a claimed message to its pending recipients; record everything that happens."""
-    pending = records.pending_recipients(message)
-    if not pending:  # all sent before (a claim taken over after the last chunk)
-        records.record_sent(message)
-        return Outcome(MessageStatus.SENT)
+    pending, suppressed = suppress.pending_without_suppressed(
+        records.pending_recipients(message), list_name=message.list_name
+    )
+    if suppressed:
+        records.record_suppressed(message, suppressed, left=len(pending))
+    if not pending:  # sent before (a claim taken over after the last chunk), or suppressed
+        records.record_nothing_left(message)
+        return Outcome(message.status)
     transport = choose_transport(message, route)
     pacer = pacer_of(transport)
     accepted: list[AcceptedCall] = []

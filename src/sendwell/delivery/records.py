@@ -20,6 +20,7 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 from django.utils import timezone
 
+from sendwell import feedback, signals
 from sendwell.db import bookkeeping_alias
 from sendwell.delivery.claims import WORKER_PREFIX, release
 from sendwell.delivery.route import Route
@@ -97,6 +98,7 @@ def build_record(
         raw=prepared.raw,
         configuration_set=prepared.configuration_set or "",
         tags=dict(prepared.tags),
+        list_name=prepared.list_name,
     )
     return message, prepared
 
@@ -109,24 +111,51 @@ def prepared_from(message: Message, recipients: tuple[str, ...]) -> PreparedMess
         raw=bytes(message.raw),
         configuration_set=message.configuration_set or None,
         tags=tuple(message.tags.items()),
+        list_name=message.list_name,
     )
 
 
-def save_queued(records: Sequence[tuple[Message, PreparedMessage]]) -> None:
+@dataclasses.dataclass(frozen=True)
+class Queued:
+    """A message for the outbox: its unsaved row, whom to send it to, who is suppressed."""
+
+    message: Message
+    recipients: tuple[str, ...]
+    suppressed: tuple[str, ...] = ()
+
+
+def save_queued(queued: Sequence[Queued]) -> None:
     """Insert queued messages and their recipients, due now (the caller provides the
-    transaction)."""
+    transaction); a message whose recipients are all suppressed is saved as suppressed."""
     now = timezone.now()
-    messages = [message for message, _ in records]
-    for message in messages:
-        message.status = MessageStatus.QUEUED
-        message.next_attempt_at = now
-    Message.objects.bulk_create(messages)
+    for item in queued:
+        if item.recipients:
+            item.message.status = MessageStatus.QUEUED
+            item.message.next_attempt_at = now
+        else:
+            item.message.status = MessageStatus.SUPPRESSED
+            item.message.next_attempt_at = None
+    Message.objects.bulk_create([item.message for item in queued])
     Recipient.objects.bulk_create(
         [
-            Recipient(message=message, address=address)
-            for message, prepared in records
-            for address in prepared.recipients
+            Recipient(message=item.message, address=address)
+            for item in queued
+            for address in item.recipients
         ]
+        + [
+            Recipient(message=item.message, address=address, status=RecipientStatus.SUPPRESSED)
+            for item in queued
+            for address in item.suppressed
+        ]
+    )
+    for item in queued:
+        if item.suppressed:
+            _signal_suppressed(item.message, item.suppressed, all_suppressed=not item.recipients)
+
+
+def _signal_suppressed(message: Message, addresses: Sequence[str], *, all_suppressed: bool) -> None:
+    signals.recipients_suppressed.send(
+        sender=Message, message=message, addresses=tuple(addresses), all_suppressed=all_suppressed
     )
 
 
@@ -186,13 +215,29 @@ def record_accepted(
         *message.ses_message_ids,
         *(call.message_id for call in calls if call.message_id),
     ]
+    feedback.link_early_events(call.message_id for call in calls)
 
 
-def record_sent(message: Message, *, transport: str = "") -> None:
+def record_suppressed(message: Message, rows: Sequence[tuple[int, str]], *, left: int) -> None:
+    """Recipients found suppressed when the message was about to be sent (``left``: how many
+    are still to be sent)."""
+    Recipient.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+        status=RecipientStatus.SUPPRESSED, error=""
+    )
+    _signal_suppressed(message, [address for _, address in rows], all_suppressed=not left)
+
+
+def record_nothing_left(message: Message) -> None:
+    """No recipient is pending: sent (in earlier attempts), or suppressed if nobody was."""
+    sent = message.recipients.filter(status=RecipientStatus.SENT).exists()
+    record_sent(message, status=MessageStatus.SENT if sent else MessageStatus.SUPPRESSED)
+
+
+def record_sent(message: Message, *, transport: str = "", status: str = MessageStatus.SENT) -> None:
     """Every recipient is done: the message is sent."""
     release(
         message,
-        status=MessageStatus.SENT,
+        status=status,
         sent_at=timezone.now(),
         next_attempt_at=None,
         delivered_by=transport or message.delivered_by,
@@ -272,6 +317,28 @@ class SyncRecords:
     messages: list[Message] = dataclasses.field(default_factory=list)
     recipients: list[Recipient] = dataclasses.field(default_factory=list)
     attempts: list[Attempt] = dataclasses.field(default_factory=list)
+    # (message, suppressed addresses, all suppressed), signalled once the rows are saved.
+    suppressed: list[tuple[Message, tuple[str, ...], bool]] = dataclasses.field(
+        default_factory=list
+    )
+
+    def add_suppressed(self, message: Message, addresses: Sequence[str]) -> None:
+        """Add a message not sent because every recipient is suppressed."""
+        message.status = MessageStatus.SUPPRESSED
+        message.next_attempt_at = None
+        self.messages.append(message)
+        self._add_suppressed_recipients(message, addresses, all_suppressed=True)
+
+    def _add_suppressed_recipients(
+        self, message: Message, addresses: Sequence[str], *, all_suppressed: bool
+    ) -> None:
+        if not addresses:
+            return
+        self.recipients.extend(
+            Recipient(message=message, address=address, status=RecipientStatus.SUPPRESSED)
+            for address in addresses
+        )
+        self.suppressed.append((message, tuple(addresses), all_suppressed))
 
     def add(
         self,
@@ -283,8 +350,9 @@ class SyncRecords:
         transport: str,
         started: datetime,
         attempted: bool = True,
+        suppressed: Sequence[str] = (),
     ) -> None:
-        """Add one sent (or failed) message.
+        """Add one sent (or failed) message (``suppressed``: recipients left out of it).
 
         A failed synchronous send is recorded as failed even when retryable: the caller got the
         error and decides; the outbox must not also retry it behind its back (that would send
@@ -316,6 +384,7 @@ class SyncRecords:
                     error="" if sent or error is None else str(error),
                 )
             )
+        self._add_suppressed_recipients(message, suppressed, all_suppressed=False)
         if attempted:
             self.attempts.append(
                 attempt_row(
@@ -346,4 +415,10 @@ class SyncRecords:
                 row._state.db = using
             Recipient.objects.using(using).bulk_create(self.recipients)
             Attempt.objects.using(using).bulk_create(self.attempts)
+        suppressed, self.suppressed = self.suppressed, []
+        ses_ids = [ses_id for message in self.messages for ses_id in message.ses_message_ids]
         self.messages, self.recipients, self.attempts = [], [], []
+        with transaction.atomic(using=using):
+            feedback.link_early_events(ses_ids, using)
+        for message, addresses, all_suppressed in suppressed:
+            _signal_suppressed(message, addresses, all_suppressed=all_suppressed)

@@ -1,7 +1,8 @@
 """The synchronous backends' pipeline: deliver now, in the caller's thread, then record.
 
-    prepare -> first send slot (pacer) -> hand over -> further calls and SES throttling
-    retried within SYNC_MAX_WAIT -> recorded with the batch (records.SyncRecords)
+    prepare -> suppressed recipients left out -> first send slot (pacer) -> hand over ->
+    further calls and SES throttling retried within SYNC_MAX_WAIT -> recorded with the batch
+    (records.SyncRecords)
 
 It blocks like any Django backend until SES accepts the message or fails for good.
 """
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from sendwell import conf
 from sendwell.db import bookkeeping_alias
+from sendwell.delivery import suppress
 from sendwell.delivery.records import SyncRecords, build_record
 from sendwell.delivery.route import Route, pacer_of
 from sendwell.exceptions import DeliveryError, ThrottledError, TransientDeliveryError
@@ -79,11 +81,18 @@ def begin_send(
     record = build_record(email, route, mailer=mailer)
     if record is None:
         return None
-    message, prepared = record
+    message, everyone = record
     transport = route.first  # a synchronous backend has one transport: no failover
+    prepared, suppressed = suppress.split(everyone)
+    if prepared is None:
+        records.add_suppressed(message, suppressed)
+        refusal = suppress.all_suppressed_error(suppressed, transport.name)
+        if refusal is not None:
+            raise refusal
+        return None
     pacer = pacer_of(transport)
     if pacer is None:
-        return SyncSend(message, prepared, transport, timezone.now())
+        return SyncSend(message, prepared, transport, timezone.now(), suppressed=suppressed)
     max_wait = float(conf.setting("SYNC_MAX_WAIT"))
     # Inside the caller's transaction (on PostgreSQL), the limiter's rows are locked and
     # committed on sendwell's own connection: see sendwell.db.
@@ -96,6 +105,7 @@ def begin_send(
         pacer=pacer,
         using=using,
         deadline=time.monotonic() + max_wait + SYNC_WAIT_TOLERANCE,
+        suppressed=suppressed,
     )
     first = min(len(prepared.recipients), transport.max_recipients)
     slot = pacer.acquire(first, max_wait=max_wait + SYNC_WAIT_TOLERANCE, using=using)
@@ -109,6 +119,7 @@ def begin_send(
             transport=transport.name,
             started=send.started,
             attempted=False,
+            suppressed=suppressed,
         )
         raise error
     send.slot = slot
@@ -135,6 +146,8 @@ class SyncSend:
     slot: Slot | None = None
     using: str = ""
     deadline: float = 0.0
+    # The recipients left out because they are suppressed (recorded with the message).
+    suppressed: tuple[str, ...] = ()
 
     @property
     def addresses(self) -> list[str]:
@@ -221,6 +234,7 @@ class SyncSend:
             error=None,
             transport=self.transport.name,
             started=self.started,
+            suppressed=self.suppressed,
         )
 
     def failed(self, error: DeliveryError, records: SyncRecords) -> None:
@@ -232,6 +246,7 @@ class SyncSend:
             error=error,
             transport=self.transport.name,
             started=self.started,
+            suppressed=self.suppressed,
         )
 
 

@@ -12,7 +12,16 @@ from typing import Any, Protocol
 
 from django.core.management.base import BaseCommand
 
-from sendwell.management.subcommands import cancel, drain, retry, status, sweep
+from sendwell.management.subcommands import (
+    cancel,
+    drain,
+    prune,
+    retry,
+    simulate,
+    status,
+    suppression,
+    sweep,
+)
 
 
 class Subcommand(Protocol):
@@ -24,4 +33,13 @@ class Subcommand(Protocol):
     def handle(self, command: BaseCommand, options: dict[str, Any]) -> None: ...
 
 
-SUBCOMMANDS: tuple[Subcommand, ...] = (status, drain, sweep, retry, cancel)
+SUBCOMMANDS: tuple[Subcommand, ...] = (
+    status,
+    drain,
+    sweep,
+    retry,
+    cancel,
+    suppression,
+    simulate,
+    prune,
+)

@@ -1,0 +1,90 @@
+"""The suppression list: who sendwell does not send to, and the one query every send asks.
+
+Addresses are kept as lower-cased addr-specs, so ``"Ann <ANN@Example.com>"`` and
+``ann@example.com`` are one address. A suppression applies to everything (scope ``""``) or to one
+mailing list (a message names its list with the ``X-Sendwell-List`` header); it may expire.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from sendwell import signals
+from sendwell.models import EVERYTHING, Event, Suppression, SuppressionReason
+
+
+def normalize(address: str) -> str:
+    """The lower-cased addr-spec of ``address`` (display names and case never break matching)."""
+    _, addr_spec = email.utils.parseaddr(address)
+    return (addr_spec or address).strip().lower()
+
+
+def suppressed(addresses: Iterable[str], *, scope: str = EVERYTHING) -> set[str]:
+    """Which of ``addresses`` are suppressed for a message of list ``scope``: one query.
+
+    Returned as the caller spelled them.
+    """
+    by_normal: dict[str, list[str]] = {}
+    for address in addresses:
+        by_normal.setdefault(normalize(address), []).append(address)
+    if not by_normal:
+        return set()
+    scopes = {EVERYTHING, scope}
+    found = Suppression.objects.filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()),
+        address__in=list(by_normal),
+        scope__in=scopes,
+    ).values_list("address", flat=True)
+    return {spelled for normal in found for spelled in by_normal[normal]}
+
+
+def suppress(
+    address: str,
+    *,
+    reason: str,
+    scope: str = EVERYTHING,
+    event: Event | None = None,
+    expires_at: datetime | None = None,
+    note: str = "",
+) -> Suppression:
+    """Put ``address`` on the list (or make its entry at least as strong: a permanent entry is
+    never turned into an expiring one); sends :data:`signals.address_suppressed`."""
+    normal = normalize(address)
+    with transaction.atomic():
+        row, created = Suppression.objects.select_for_update().get_or_create(
+            address=normal,
+            scope=scope,
+            defaults={"reason": reason, "event": event, "expires_at": expires_at, "note": note},
+        )
+        if not created:
+            if row.expires_at is None and expires_at is not None and not row.is_expired():
+                return row  # already suppressed for good; a weaker reason changes nothing
+            row.reason, row.event, row.expires_at = reason, event or row.event, expires_at
+            row.note = note or row.note
+            row.save(update_fields=["reason", "event", "expires_at", "note"])
+        signals.address_suppressed.send(sender=Suppression, suppression=row, created=created)
+    return row
+
+
+def unsuppress(address: str, *, scope: str | None = None) -> int:
+    """Remove ``address`` from the list (every scope, or one); the number of entries removed."""
+    rows = Suppression.objects.filter(address=normalize(address))
+    if scope is not None:
+        rows = rows.filter(scope=scope)
+    deleted, _ = rows.delete()
+    return deleted
+
+
+__all__ = [
+    "SuppressionReason",
+    "normalize",
+    "suppress",
+    "suppressed",
+    "unsuppress",
+]
