@@ -5,7 +5,10 @@ and an SMTP server with STARTTLS and AUTH - then runs the example site's ``manag
 subprocesses with ``DJANGO_SETTINGS_MODULE=example_site.settings.production`` and only
 environment variables set, as a deployment would: once per transport (SES v2, SES v1, SMTP),
 ``sendtestemail`` and ``send_demo_email`` (text + HTML + attachment). It prints what each server
-received.
+received. Then the feedback loop: it sends to SES's mailbox simulator addresses for a bounce and
+a complaint, has ``manage.py sendwell simulate`` process the feedback SES would publish (moto
+publishes none), shows both addresses on the suppression list, and checks that the next send to
+them reaches nothing and is recorded as suppressed.
 
 Part 2, queued sending (``EMAIL_QUEUE=True``): it starts a local SES account (the project's
 FakeSES, which reports a max send rate of 5 recipients/s through GetAccount and refuses calls
@@ -118,9 +121,47 @@ def send_both(
     return [test, demo]
 
 
-def sending_at_once() -> tuple[list[Delivery], dict[str, str]]:
-    """Part 1: SES v2, SES v1 and SMTP, each with both commands. Returns what the servers
-    received and the SES variables (part 2 builds on them)."""
+# SES's mailbox simulator: real SES bounces and complains about these; moto does not, so the
+# demo has sendwell simulate what SES would publish (manage.py sendwell simulate).
+SIMULATOR = {
+    "bounce": "bounce@simulator.amazonses.com",
+    "complaint": "complaint@simulator.amazonses.com",
+}
+LATEST_MESSAGE = (
+    "from sendwell.models import Message; m = Message.objects.order_by('-pk').first(); "
+    "print(m.pk, m.status)"
+)
+
+
+def closing_the_loop(ses: LocalSESServer, variant: Mapping[str, str]) -> str:
+    """Send to SES's bounce and complaint simulator addresses, feed SES's feedback through the
+    feedback loop, and show that the next send to them is refused. Returns a summary."""
+    step("the feedback loop: SES's mailbox simulator bounces and complains")
+    for kind, address in SIMULATOR.items():
+        manage(["sendtestemail", address], variant)
+        message_id = manage(["shell", "--no-imports", "-c", LATEST_MESSAGE], variant)[0].split()[0]
+        # What SES would publish to SNS, processed as a verified notification is.
+        manage(["sendwell", "simulate", kind, "--message", message_id], variant)
+    listing, _ = manage(["sendwell", "suppression", "list"], variant)
+    if not all(address in listing for address in SIMULATOR.values()):
+        raise DemoError(f"expected both simulator addresses suppressed, the list says {listing!r}")
+    step("sending to them again: refused, and recorded as suppressed")
+    before = len(ses.sent_messages())
+    manage(["sendtestemail", *SIMULATOR.values()], variant)
+    status = manage(["shell", "--no-imports", "-c", LATEST_MESSAGE], variant)[0].split()[1]
+    if status != "suppressed" or len(ses.sent_messages()) != before:
+        raise DemoError(f"the send to suppressed addresses reached SES (status {status})")
+    detail("SES received nothing; the message is in the outbox with status 'suppressed'")
+    return (
+        "both simulator addresses suppressed after their bounce and complaint; the next send "
+        "was refused"
+    )
+
+
+def sending_at_once() -> tuple[list[Delivery], dict[str, str], str]:
+    """Part 1: SES v2, SES v1 and SMTP, each with both commands, and the feedback loop. Returns
+    what the servers received, the SES variables (part 2 builds on them) and the feedback
+    loop's summary."""
     step("part 1: sending at once (EMAIL_QUEUE=False), through SES v2, SES v1 and SMTP")
     deliveries: list[Delivery] = []
     with contextlib.ExitStack() as servers:
@@ -162,6 +203,8 @@ def sending_at_once() -> tuple[list[Delivery], dict[str, str]]:
             if line.startswith("ses:"):
                 detail(line)
 
+        feedback = closing_the_loop(ses, {**ses_variant, "USE_SES_V2": "True"})
+
         step("sending through SMTP (sendwell.backends.SMTPBackend)")
         smtp_variant = {
             "USE_SES": "False",
@@ -189,7 +232,7 @@ def sending_at_once() -> tuple[list[Delivery], dict[str, str]]:
         "header.",
         flush=True,
     )
-    return deliveries, ses_variant
+    return deliveries, ses_variant, feedback
 
 
 # --- part 2: queued sending ------------------------------------------------------------------
@@ -295,9 +338,10 @@ def run(options: BatchOptions) -> list[str]:
     # A fresh database each run, so that what the outbox and the admin show is this run's.
     for suffix in ("", "-wal", "-shm"):
         DATABASE.with_name(DATABASE.name + suffix).unlink(missing_ok=True)
-    deliveries, ses_variant = sending_at_once()
+    deliveries, ses_variant, feedback = sending_at_once()
     return [
-        f"part 1: {len(deliveries)} messages sent at once through SES v2, SES v1 and SMTP",
+        f"part 1: {len(deliveries)} messages sent at once through SES v2, SES v1 and SMTP; "
+        + feedback,
         "part 2: " + queued_sending(options, ses_variant),
     ]
 

@@ -93,7 +93,7 @@ def store(
 
 
 def ingest(message: SNSMessage, *, source: str = NotificationSource.SNS) -> Notification:
-    """Store ``message`` and, the first time it is seen, process it."""
+    """Store ``message`` (once per SNS MessageId) and process it unless that was done before."""
     notification, _ = store(message, source=source)
     if notification.processed_at is None and notification.type == "Notification":
         process(notification)  # new, or its processing failed before
@@ -148,7 +148,10 @@ def apply(events: Sequence[SESEvent], *, notification: Notification | None = Non
 def _links(ids: Iterable[str], using: str = DEFAULT_DB_ALIAS) -> dict[tuple[str, str], Recipient]:
     """The recipients of SES calls ``ids``, by (SES message id, address): one query."""
     recipients = (
-        Recipient.objects.using(using).filter(ses_message_id__in=ids).select_related("message")
+        Recipient.objects.using(using)
+        .filter(ses_message_id__in=ids)
+        .select_related("message")
+        .defer("message__raw")  # the MIME, possibly megabytes: not needed to link an event
     )
     return {(r.ses_message_id, suppression.normalize(r.address)): r for r in recipients}
 
