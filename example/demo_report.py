@@ -291,9 +291,9 @@ def check_admin(batch: Batch, counts: Mapping[str, int], workers: Workers) -> li
     detail("the batch was sent by " + ", ".join(f"{name}: {n}" for name, n in sent_by))
     if (
         admin["status"] == 200
-        and admin["messages"] == counts.get("sent")
+        and admin["messages"] == sum(counts.values())
         and admin["rows"] == admin["expected_rows"]
         and admin["batch_rows"] == admin["batch_rows_sent"] == min(batch.messages, admin["rows"])
     ):
         return []
-    return [f"the admin does not list every message as sent: {admin}"]
+    return [f"the admin does not list every message: {admin}"]

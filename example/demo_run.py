@@ -59,7 +59,9 @@ EMAIL_VARIABLES = (
     "DEFAULT_FROM_EMAIL",
     "SERVER_EMAIL",
 )
-SITE_VARIABLES = ("SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "DATABASE")
+SITE_VARIABLES = ("SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "DATABASE", "SNS_TOPIC_ARNS")
+# The SNS topic the site accepts SES feedback from (none is ever posted: the demo simulates it).
+DEMO_TOPIC = "arn:aws:sns:us-east-1:000000000000:sendwell-demo-feedback"
 
 
 class DemoError(Exception):
@@ -105,6 +107,7 @@ def child_environment(variant: Mapping[str, str]) -> dict[str, str]:
             "DEBUG": "False",
             "ALLOWED_HOSTS": "localhost,127.0.0.1",
             "DATABASE": str(DATABASE),
+            "SNS_TOPIC_ARNS": DEMO_TOPIC,
             "DEFAULT_FROM_EMAIL": SENDER_HEADER,
             "SERVER_EMAIL": SENDER,
             # Never look for real credentials or at the EC2 instance metadata service.

@@ -317,3 +317,23 @@ def test_the_example_newsletter_drops_an_address_sendwell_suppresses(tmp_path: P
     )
     listed = example_manage(database, "shell", "--no-imports", "-c", listing)
     assert listed.strip() == "['other@example.net']"
+
+
+def test_a_long_import_shows_its_progress_on_a_terminal(tmp_path: Path) -> None:
+    big = tmp_path / "big.csv"
+    big.write_text("address\n" + "".join(f"user{i}@example.net\n" for i in range(2000)))
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, out = Terminal(), io.StringIO()
+    call_command("sendwell", "suppression", "import", str(big), stdout=out, stderr=terminal)
+    assert out.getvalue() == "imported 2000\n"
+    assert "\rimported 1,000" in terminal.getvalue()
+    assert "\rimported 2,000" in terminal.getvalue()
+    assert Suppression.objects.count() == 2000
+    # Not on a terminal (a log, a pipe): no progress lines.
+    quiet = io.StringIO()
+    call_command("sendwell", "suppression", "import", str(big), stdout=out, stderr=quiet)
+    assert quiet.getvalue() == ""
