@@ -95,6 +95,8 @@ STAGES = [
     ("sendwell.delivery.records", "", "prepare", "  of which prepare(): MIME + envelope addresses"),
     ("sendwell.delivery.records", "SyncRecords", "add", "SyncRecords.add(): build the rows"),
     ("sendwell.delivery.records", "SyncRecords", "flush", "SyncRecords.flush(): INSERTs"),
+    ("sendwell.delivery.suppress", "", "split", "suppression: the one query per message"),
+    ("sendwell.feedback", "", "link_early_events", "  of flush(): early SES events to link"),
     # Before it (delivery.py):
     ("sendwell.delivery", "", "build_record", "build_record: prepare(), size check, Message()"),
     ("sendwell.delivery", "", "prepare", "  of which prepare(): MIME + envelope addresses"),
