@@ -110,9 +110,13 @@ class LocalSNSFetcher:
         LocalSNSFetcher.fetched.append(url)
         if url == CERT_URL:
             return current_pem()
+        raise urllib.error.URLError(f"the test fetcher does not serve {url}")
+
+    def confirm(self, url: str) -> bytes:
+        LocalSNSFetcher.fetched.append(url)
         if "Action=ConfirmSubscription" in url and not LocalSNSFetcher.fail_confirmations:
             return b"<ConfirmSubscriptionResponse/>"
-        raise urllib.error.URLError(f"the test fetcher does not serve {url}")
+        raise urllib.error.URLError(f"the test fetcher does not confirm {url}")
 
 
 def sns_message(
@@ -124,6 +128,7 @@ def sns_message(
     version: str = "2",
     subject: str | None = None,
     timestamp: datetime | None = None,
+    cert_url: str = CERT_URL,
 ) -> dict[str, Any]:
     """An SNS HTTP delivery, signed as SNS signs it."""
     stamp = (timestamp or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -133,7 +138,7 @@ def sns_message(
         "TopicArn": topic,
         "Timestamp": stamp,
         "SignatureVersion": version,
-        "SigningCertURL": CERT_URL,
+        "SigningCertURL": cert_url,
     }
     if kind == "Notification":
         data["Message"] = ses_json if isinstance(ses_json, str) else json.dumps(ses_json)

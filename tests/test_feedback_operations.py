@@ -337,3 +337,73 @@ def test_a_long_import_shows_its_progress_on_a_terminal(tmp_path: Path) -> None:
     quiet = io.StringIO()
     call_command("sendwell", "suppression", "import", str(big), stdout=out, stderr=quiet)
     assert quiet.getvalue() == ""
+
+
+def test_a_longer_suppression_is_never_shortened() -> None:
+    later, sooner = timezone.now() + timedelta(days=300), timezone.now() + timedelta(days=30)
+    suppression.suppress("a@example.net", reason=SuppressionReason.MANUAL, expires_at=later)
+    suppression.suppress(
+        "a@example.net", reason=SuppressionReason.TRANSIENT_BOUNCES, expires_at=sooner
+    )
+    row = Suppression.objects.get()
+    assert (row.reason, row.expires_at) == (SuppressionReason.MANUAL, later)
+    suppression.suppress("a@example.net", reason=SuppressionReason.HARD_BOUNCE)  # for good
+    row.refresh_from_db()
+    assert (row.reason, row.expires_at) == (SuppressionReason.HARD_BOUNCE, None)
+
+
+def test_an_unsubscribe_without_a_contact_list_suppresses_nothing() -> None:
+    ses_json = json.loads((PAYLOADS / "ep-subscription.json").read_text())
+    ses_json["subscription"].pop("contactList", None)
+    ses_json["subscription"]["newTopicPreferences"] = {"unsubscribeAll": True}
+    feedback.apply(parse_ses_message(ses_json))
+    assert Event.objects.filter(type="subscription").exists()
+    assert not Suppression.objects.exists()
+
+
+def test_prune_keeps_what_the_transient_bounce_count_needs() -> None:
+    with pytest.raises(CommandError, match="at least 7"):
+        run("prune", "--days", "3")
+
+
+def test_import_reads_a_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes("\ufeffaddress,scope\nann@example.net,news\n".encode())
+    assert run("suppression", "import", str(excel)) == "imported 1\n"
+    assert Suppression.objects.get().scope == "news"
+    bad_scope = tmp_path / "scope.csv"
+    bad_scope.write_text("address,scope\nbob@example.net,not a list\n")
+    with pytest.raises(CommandError, match="is not a list name"):
+        run("suppression", "import", str(bad_scope))
+
+
+def test_the_admin_refuses_an_address_already_listed_in_another_case(admin_client: Client) -> None:
+    suppression.suppress("ann@example.net", reason=SuppressionReason.COMPLAINT)
+    response = admin_client.post(
+        "/admin/sendwell/suppression/add/",
+        {"address": "ANN@Example.net", "scope": "", "reason": "manual", "note": ""},
+    )
+    assert response.status_code == 200  # the form again, with the error; not a 500
+    assert b"already exists" in response.content
+    assert Suppression.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_whose_recipients_moved_on_is_still_sent_when_reclaimed(
+    fake_ses: FakeSES,
+) -> None:
+    """A worker taking over an expired claim after the last chunk finds nothing pending: the
+    message is sent, even though SES's events moved its recipient past "sent"."""
+    from sendwell.delivery import Route, claim, deliver  # noqa: PLC0415
+    from sendwell.options import ses_options as build_options  # noqa: PLC0415
+    from sendwell.transports.ses import SESTransport  # noqa: PLC0415
+
+    assert send_mail("Hi", "Body", SENDER, ["a@example.net"]) == 1
+    message = Message.objects.get()
+    message.recipients.update(status=RecipientStatus.DELIVERED)
+    Message.objects.update(status="deferred", next_attempt_at=timezone.now())
+    [claimed] = claim(10, "test-worker")
+    route = Route.of(SESTransport(build_options(ses_options(fake_ses), where="test")))
+    outcome = deliver(claimed, route, worker="test-worker", max_wait=1)
+    assert outcome.status == "sent"
+    assert Message.objects.get().status == "sent"

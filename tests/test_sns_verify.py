@@ -282,6 +282,12 @@ def test_require_v2_refuses_v1_and_accepts_v2() -> None:
 
 BAD_CERT_URLS = [
     "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+    # An S3 bucket named "sns": its hosts look like SNS's, and anyone may own the bucket.
+    "https://sns.s3.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.s3-accelerate.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.s3-us-west-2.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.s3-external-1.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.dualstack.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
     "https://s3.amazonaws.com/sns-certs/SimpleNotificationService-1.pem",
     "https://sns-certs.s3.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
     "https://sns.us-east-1.amazonaws.com.evil.com/SimpleNotificationService-1.pem",
@@ -332,6 +338,8 @@ def test_a_cert_url_off_sns_is_refused_before_any_fetch(url: str) -> None:
             "sns.us-east-1.amazonaws.com", "sns.us-east-1.amazonaws.com.evil.com"
         ),
         SUBSCRIBE_URL.replace("sns.us-east-1.amazonaws.com", "sqs.us-east-1.amazonaws.com"),
+        SUBSCRIBE_URL.replace("sns.us-east-1.amazonaws.com", "sns.s3.amazonaws.com"),
+        SUBSCRIBE_URL.replace("sns.us-east-1.amazonaws.com", "sns.s3-us-west-2.amazonaws.com"),
         SUBSCRIBE_URL.replace("https://", "https://x@"),
         SUBSCRIBE_URL.replace(".com/", ".com:8443/"),
         SUBSCRIBE_URL.replace("Action=ConfirmSubscription", "Action=Unsubscribe"),

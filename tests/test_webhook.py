@@ -304,3 +304,18 @@ def test_a_receiver_that_raises_gets_the_notification_delivered_again(fake_ses: 
     assert not Suppression.objects.exists()
     assert post(message).status_code == 200  # SNS's retry, after the fix
     assert Suppression.objects.get().address == "gone@example.net"
+
+
+def test_a_certificate_that_cannot_be_fetched_asks_sns_to_try_again() -> None:
+    """The message may be genuine (a network blip, a firewall): SNS retries a 5xx, not a 4xx."""
+    elsewhere = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-unserved.pem"
+    response = post(sns_message(payload("ep-delivery"), cert_url=elsewhere))
+    assert response.status_code == 503
+    assert elsewhere in LocalSNSFetcher.fetched
+    assert not Notification.objects.exists()
+
+
+def test_a_certificate_on_an_s3_bucket_named_sns_is_never_fetched() -> None:
+    bucket = "https://sns.s3.amazonaws.com/SimpleNotificationService-1.pem"
+    assert post(sns_message(payload("ep-delivery"), cert_url=bucket)).status_code == 400
+    assert LocalSNSFetcher.fetched == []

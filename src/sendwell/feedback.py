@@ -40,8 +40,7 @@ STATUS_RANK: dict[str, int] = {
     RecipientStatus.QUEUED: 0,
     RecipientStatus.DEFERRED: 0,
     RecipientStatus.SENDING: 1,
-    # A failed or suppressed recipient can still get events when SES took a call sendwell could
-    # not be sure of (a timeout): SES's word then wins.
+    # Terminal before sending: events link by SES message id, which these never have.
     RecipientStatus.FAILED: 1,
     RecipientStatus.SUPPRESSED: 1,
     RecipientStatus.SENT: 2,
@@ -118,6 +117,11 @@ def process(notification: Notification) -> list[Event]:
         saved = apply(events, notification=notification)
         notification.processed_at = timezone.now()
         notification.save(update_fields=["processed_at"])
+        orphans = [record.ses_message_id for record in saved if record.message_id is None]
+        if orphans:
+            # The send's record may have been committed while this ran, after this looked for
+            # it and before the recorder looked for these events: look again once both are in.
+            transaction.on_commit(lambda: link_early_events(orphans))
     return saved
 
 
@@ -252,7 +256,8 @@ def _policy(event: SESEvent) -> tuple[str | None, datetime | None]:
             return SuppressionReason.SES, None
         if conf.setting("SUPPRESS_ON_COMPLAINT"):
             return SuppressionReason.COMPLAINT, None
-    elif event.type == EventType.SUBSCRIPTION and event.unsubscribe_all:
+    elif event.type == EventType.SUBSCRIPTION and event.unsubscribe_all and event.contact_list:
+        # For that contact list only: no contact list named must not suppress everything.
         return SuppressionReason.UNSUBSCRIBE, None
     return None, None
 
@@ -266,6 +271,7 @@ def _transient_policy(event: SESEvent) -> tuple[str | None, datetime | None]:
         type=EventType.BOUNCE,
         address=event.recipient,
         occurred_at__gte=since,
+        occurred_at__lte=event.timestamp,  # an older bounce arriving late counts its own window
         detail__bounce_type="Transient",
     ).count()
     if seen < needed:

@@ -37,7 +37,7 @@ _TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_.@-]{0,255}$")
 # sendwell's own control header: the mailing list a message is sent for, so that an address
 # unsubscribed from that list is suppressed for it (and only for it). Removed before sending.
 LIST_HEADER = "X-Sendwell-List"
-_LIST_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+LIST_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +166,7 @@ def prepare(message: EmailMessage, *, configuration_set: str | None) -> Prepared
     del mime[TAGS_HEADER]
     list_name = str((mime.get_all(LIST_HEADER) or [""])[-1]).strip()
     del mime[LIST_HEADER]
-    if list_name and not _LIST_NAME_RE.match(list_name):
+    if list_name and not LIST_NAME.fullmatch(list_name):
         raise InvalidMessageError(
             f"{LIST_HEADER}: {list_name[:100]!r} is not a list name",
             remedy="use at most 100 ASCII letters, digits, '_', '.' and '-'",

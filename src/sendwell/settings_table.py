@@ -224,9 +224,9 @@ SETTINGS: tuple[Setting, ...] = (
         "SNS_FETCHER",
         None,
         dotted_path_or_none,
-        "a class whose `fetch(url) -> bytes` gets SNS's signing certificates and confirms "
-        "subscriptions (None: HTTPS, no redirects, 5 s); every URL is checked to be SNS's own "
-        "before it is called",
+        "a class whose `fetch(url) -> bytes` gets SNS's signing certificates and, if it has "
+        "one, whose `confirm(url)` confirms subscriptions (None: HTTPS, no redirects, 5 s); "
+        "every URL is checked to be SNS's own before either is called",
     ),
     Setting(
         "SUPPRESS_ON_PERMANENT_BOUNCE",

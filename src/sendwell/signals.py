@@ -8,8 +8,10 @@ Connect receivers as usual::
     def drop_from_newsletter(sender, suppression, **kwargs):
         Subscriber.objects.filter(email=suppression.address).delete()
 
-Signals are sent after the rows they describe are saved (inside the transaction that saves them,
-so a receiver that raises rolls the change back and the notification is processed again).
+The feedback loop's signals (``address_suppressed`` and the event signals) are sent inside the
+transaction that saves what they describe: a receiver that raises rolls it back, and SNS's
+notification is processed again when it is delivered again. ``recipients_suppressed`` is sent
+once a message's rows are saved, robustly: a receiver that raises is logged, and the send stands.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ def suppressed(addresses: Iterable[str], *, scope: str = EVERYTHING) -> set[str]
         by_normal.setdefault(normalize(address), []).append(address)
     if not by_normal:
         return set()
-    connection = connections[router.db_for_read(Suppression)]
+    # Where suppressions are written, not a replica that may not have the latest one yet.
+    connection = connections[router.db_for_write(Suppression)]
     quote = connection.ops.quote_name
     table = quote(Suppression._meta.db_table)
     addresses_in = ", ".join(["%s"] * len(by_normal))
@@ -74,13 +75,22 @@ def suppress(
             defaults={"reason": reason, "event": event, "expires_at": expires_at, "note": note},
         )
         if not created:
-            if row.expires_at is None and expires_at is not None and not row.is_expired():
-                return row  # already suppressed for good; a weaker reason changes nothing
+            if _stronger(row, expires_at):
+                return row  # already suppressed as long or longer: a weaker reason changes nothing
             row.reason, row.event, row.expires_at = reason, event or row.event, expires_at
             row.note = note or row.note
             row.save(update_fields=["reason", "event", "expires_at", "note"])
         signals.address_suppressed.send(sender=Suppression, suppression=row, created=created)
     return row
+
+
+def _stronger(row: Suppression, expires_at: datetime | None) -> bool:
+    """Whether ``row`` already suppresses at least until ``expires_at`` (None: for good)."""
+    if row.is_expired():
+        return False
+    if row.expires_at is None:
+        return True
+    return expires_at is not None and row.expires_at >= expires_at
 
 
 def unsuppress(address: str, *, scope: str | None = None) -> int:

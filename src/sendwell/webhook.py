@@ -15,7 +15,7 @@ import binascii
 import hmac
 import logging
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -75,11 +75,17 @@ def _authorized(request: HttpRequest) -> bool:
     return hmac.compare_digest(given, str(expected).encode())
 
 
+# The certificate could not be fetched (a network blip, an outbound firewall): the message may
+# be genuine, and SNS retries a 5xx, never a 4xx. An unknown topic is forbidden, not malformed.
+_REFUSAL_STATUS = {"cert_unavailable": 503, "unknown_topic": 403}
+
+
 def _answer(status: int, text: str) -> HttpResponse:
     return HttpResponse(text + "\n", status=status, content_type="text/plain; charset=utf-8")
 
 
 @csrf_exempt  # SNS cannot send a CSRF token; the signature is what authenticates a message
+@transaction.non_atomic_requests  # its own transactions; a 5 s confirmation never inside one
 @require_POST
 def sns(request: HttpRequest) -> HttpResponse:
     if not _authorized(request):
@@ -87,16 +93,18 @@ def sns(request: HttpRequest) -> HttpResponse:
         response = _answer(401, "authentication required")
         response["WWW-Authenticate"] = 'Basic realm="sendwell"'
         return response
-    length = request.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+    # Read at most one byte more than an SNS message may have, whatever Content-Length says
+    # (or whether there is one: a chunked body has none).
+    body = request.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
         return _answer(413, "too large for an SNS message")
     try:
-        message = _verifier().verify(request.body)
+        message = _verifier().verify(body)
     except VerificationError as error:
         # A warning, not an error: anyone can post here. The text is bounded and names no
         # secret; it tells an operator which setting to look at.
         logger.warning("sendwell: refused an SNS message (%s): %s", error.reason, error)
-        return _answer(403 if error.reason == "unknown_topic" else 400, error.reason)
+        return _answer(_REFUSAL_STATUS.get(error.reason, 400), error.reason)
     try:
         return _handle(message)
     except DatabaseError:
@@ -137,11 +145,14 @@ def _confirm(message: SNSMessage, notification: Notification) -> HttpResponse:
         return _answer(200, "subscription already confirmed")
     try:
         fetcher = _fetcher()
-        if fetcher is None:
-            confirm_subscription(message)
+        confirm = getattr(fetcher, "confirm", None)
+        if confirm is None:
+            confirm_subscription(message)  # urllib, checked again, no redirects
         else:
-            fetcher.fetch(validate_subscribe_url(message.subscribe_url or ""))
-    except (OSError, VerificationError) as error:
+            confirm(validate_subscribe_url(message.subscribe_url or ""))
+    except Exception as error:  # whatever the network or a custom fetcher raises
+        if isinstance(error, DatabaseError):
+            raise
         notification.delete()  # SNS tries again; that try must confirm again
         logger.warning("sendwell: could not confirm the SNS subscription: %s", error)
         return _answer(502, "could not confirm the subscription")

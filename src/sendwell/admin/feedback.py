@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin
+from django.core.validators import validate_email
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -17,13 +19,16 @@ from django.utils.translation import gettext_lazy as _
 
 from sendwell import suppression
 from sendwell.admin.common import ReadOnlyDetail, admin_link, badge
+from sendwell.mime import LIST_NAME
 from sendwell.models import Event, Message, Recipient, Suppression, SuppressionReason
 
 if TYPE_CHECKING:
     EventAdminBase = admin.ModelAdmin[Event]
     SuppressionAdminBase = admin.ModelAdmin[Suppression]
-else:
+    SuppressionFormBase = forms.ModelForm[Suppression]
+else:  # not subscriptable at run time (without django-stubs-ext)
     EventAdminBase = SuppressionAdminBase = admin.ModelAdmin
+    SuppressionFormBase = forms.ModelForm
 
 
 @admin.register(Event)
@@ -87,9 +92,30 @@ class EventAdmin(ReadOnlyDetail, EventAdminBase):
         return format_html("<pre>{}</pre>", json.dumps(obj.raw, indent=2, sort_keys=True))
 
 
+class SuppressionForm(SuppressionFormBase):
+    """Normalizes the address before Django checks that it is not on the list already."""
+
+    class Meta:
+        model = Suppression
+        fields = ("address", "scope", "reason", "expires_at", "note")
+
+    def clean_address(self) -> str:
+        address = suppression.normalize(str(self.cleaned_data["address"]))
+        validate_email(address)
+        return address
+
+    def clean_scope(self) -> str:
+        scope = str(self.cleaned_data.get("scope") or "")
+        if scope and not LIST_NAME.fullmatch(scope):
+            raise forms.ValidationError(_("a list name: ASCII letters, digits, '_', '.' and '-'"))
+        return scope
+
+
 @admin.register(Suppression)
 class SuppressionAdmin(SuppressionAdminBase):
+    form = SuppressionForm
     list_display = ("address", "reason_badge", "scope", "created_at", "expires_at", "event_link")
+    list_select_related = ("event",)
     list_filter = ("reason", "scope", "created_at")
     search_fields = ("address", "note")
     ordering = ("-created_at", "-id")
@@ -105,10 +131,6 @@ class SuppressionAdmin(SuppressionAdminBase):
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         return {"reason": SuppressionReason.MANUAL}
-
-    def save_model(self, request: HttpRequest, obj: Suppression, form: Any, change: bool) -> None:
-        obj.address = suppression.normalize(obj.address)
-        super().save_model(request, obj, form, change)
 
     @admin.display(description=_("reason"), ordering="reason")
     def reason_badge(self, obj: Suppression) -> SafeString:

@@ -13,6 +13,7 @@ Both paths record with the same rules (:func:`accepted_ids`, :func:`attempt_row`
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -36,6 +37,8 @@ from sendwell.models import (
     RecipientStatus,
 )
 from sendwell.transports.base import AcceptedCall
+
+logger = logging.getLogger("sendwell.delivery")
 
 # --- the rules -------------------------------------------------------------------------------
 
@@ -154,9 +157,16 @@ def save_queued(queued: Sequence[Queued]) -> None:
 
 
 def _signal_suppressed(message: Message, addresses: Sequence[str], *, all_suppressed: bool) -> None:
-    signals.recipients_suppressed.send(
+    # Robust: the send (or the queueing) has happened, and a receiver's bug must not turn it
+    # into an error, nor stop the receivers after it.
+    results = signals.recipients_suppressed.send_robust(
         sender=Message, message=message, addresses=tuple(addresses), all_suppressed=all_suppressed
     )
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logger.error(
+                "sendwell: a recipients_suppressed receiver (%r) failed", receiver, exc_info=result
+            )
 
 
 def pending_recipients(message: Message) -> list[tuple[int, str]]:
@@ -228,8 +238,11 @@ def record_suppressed(message: Message, rows: Sequence[tuple[int, str]], *, left
 
 
 def record_nothing_left(message: Message) -> None:
-    """No recipient is pending: sent (in earlier attempts), or suppressed if nobody was."""
-    sent = message.recipients.filter(status=RecipientStatus.SENT).exists()
+    """No recipient is pending: sent (in earlier attempts), or suppressed if nobody was.
+
+    "Sent" is any recipient not suppressed: by now SES's events may have moved the sent ones on
+    (delivered, bounced, ...)."""
+    sent = message.recipients.exclude(status=RecipientStatus.SUPPRESSED).exists()
     record_sent(message, status=MessageStatus.SENT if sent else MessageStatus.SUPPRESSED)
 
 

@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("sns_message_id", models.CharField(max_length=100, unique=True)),
-                ("topic_arn", models.CharField(max_length=256)),
+                ("topic_arn", models.CharField(max_length=512)),
                 ("type", models.CharField(max_length=32)),
                 (
                     "source",

@@ -27,7 +27,7 @@ class Notification(models.Model):
     """
 
     sns_message_id = models.CharField(max_length=100, unique=True)
-    topic_arn = models.CharField(max_length=256)
+    topic_arn = models.CharField(max_length=512)  # a 256-character topic name, and the rest
     type = models.CharField(max_length=32)  # Notification, SubscriptionConfirmation, ...
     source = models.CharField(
         max_length=10, choices=NotificationSource.choices, default=NotificationSource.SNS

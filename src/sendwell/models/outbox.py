@@ -31,7 +31,7 @@ class RecipientStatus(models.TextChoices):
     DEFERRED = "deferred", _("deferred")
     SUPPRESSED = "suppressed", _("suppressed")  # on the suppression list: not sent
     # Set later by SES event notifications (the feedback loop), only ever forward: see
-    # sendwell.feedback.status for the order.
+    # sendwell.feedback.STATUS_RANK for the order.
     DELIVERED = "delivered", _("delivered")
     REJECTED = "rejected", _("rejected")  # SES took the call, then refused the email (a virus)
     BOUNCED = "bounced", _("bounced")  # a permanent bounce

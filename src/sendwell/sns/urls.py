@@ -17,8 +17,11 @@ from sendwell.sns.envelope import Reason, VerificationError, shorten
 __all__ = ["validate_cert_url", "validate_subscribe_url"]
 
 # Exactly sns.<region>.amazonaws.com, or .com.cn in the China partition; matched against the
-# whole parsed hostname, so "sns.us-east-1.amazonaws.com.evil.com" and "evilsns.…" fail.
-_SNS_HOST: Final = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
+# whole parsed hostname, so "sns.us-east-1.amazonaws.com.evil.com" and "evilsns.…" fail. The
+# label must be shaped like a region (two letters, words, a number: us-east-1, us-gov-west-1,
+# cn-north-1, us-isob-east-1): "sns.s3.amazonaws.com", "sns.s3-us-west-2.amazonaws.com" and
+# "sns.s3-accelerate.amazonaws.com" are an S3 bucket named "sns", which anyone may own.
+_SNS_HOST: Final = re.compile(r"sns\.[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}\.amazonaws\.com(\.cn)?")
 # RFC 3986's characters. Anything else (spaces, backslashes, control characters, non-ASCII) is
 # where URL parsers disagree, and SNS never sends it.
 _URL_CHARS: Final = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")

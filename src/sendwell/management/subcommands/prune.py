@@ -4,6 +4,7 @@ than ``EVENT_RETENTION_DAYS``, so the feedback tables stay bounded (run it daily
 from __future__ import annotations
 
 import json
+import math
 from argparse import ArgumentParser
 from datetime import timedelta
 from typing import Any
@@ -27,8 +28,12 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     days = options["days"] if options["days"] is not None else conf.setting("EVENT_RETENTION_DAYS")
-    if days < 1:
-        raise CommandError("--days must be 1 or more")
+    window_days = float(conf.setting("TRANSIENT_BOUNCE_WINDOW")) / 86400
+    if days < max(1.0, window_days):
+        raise CommandError(
+            f"--days must be at least {max(1, math.ceil(window_days))}: transient bounces are "
+            f"counted over TRANSIENT_BOUNCE_WINDOW ({window_days:g} days), from these events"
+        )
     before = timezone.now() - timedelta(days=days)
     # Events keep the suppressions they caused: Suppression.event is SET_NULL.
     counts = {

@@ -18,9 +18,11 @@ from datetime import datetime
 from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from sendwell import suppression
+from sendwell.mime import LIST_NAME
 from sendwell.models import EVERYTHING, Suppression, SuppressionReason
 
 NAME = "suppression"
@@ -132,10 +134,16 @@ def _import(command: BaseCommand, options: dict[str, Any]) -> None:
                     _check_address(address)
                 except CommandError as error:
                     raise CommandError(f"{options['file']}, line {line}: {error}") from error
+                scope = (record.get(fields.get("scope", "")) or "").strip()
+                if scope and not LIST_NAME.fullmatch(scope):
+                    raise CommandError(
+                        f"{options['file']}, line {line}: scope {scope[:100]!r} is not a list name "
+                        "(at most 100 ASCII letters, digits, '_', '.' and '-')"
+                    )
                 suppression.suppress(
                     address,
                     reason=_reason(record, fields, default=options["reason"]),
-                    scope=(record.get(fields.get("scope", "")) or "").strip(),
+                    scope=scope,
                     expires_at=_expiry(record.get(fields.get("expires_at", "")), line),
                     note=(record.get(fields.get("note", "")) or "").strip(),
                 )
@@ -159,7 +167,8 @@ def _expiry(value: str | None, line: int) -> datetime | None:
     moment = parse_datetime(value.strip())
     if moment is None:
         raise CommandError(f"line {line}: expires_at {value[:40]!r} is not an ISO 8601 time")
-    return moment
+    # A time without an offset is in the site's time zone, as the admin shows times.
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
 
 def _export(command: BaseCommand, path: str) -> None:
@@ -183,7 +192,9 @@ def _open(path: str, mode: str) -> Iterator[IO[str]]:
         yield sys.stdin if mode == "r" else sys.stdout
         return
     try:
-        stream = open(path, mode, newline="", encoding="utf-8")  # noqa: SIM115 - closed below
+        # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first column's name.
+        encoding = "utf-8-sig" if mode == "r" else "utf-8"
+        stream = open(path, mode, newline="", encoding=encoding)  # noqa: SIM115 - closed below
     except OSError as error:
         raise CommandError(f"cannot open {path}: {error.strerror}") from error
     with stream:
