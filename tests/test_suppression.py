@@ -8,6 +8,7 @@ from the server, never from sendwell's own objects.
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,8 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sendwell import signals, suppression
 from sendwell.exceptions import SuppressedError
@@ -205,3 +208,21 @@ def test_a_queued_message_is_checked_again_when_it_is_sent(
     assert by_status == [MessageStatus.SENT, MessageStatus.SUPPRESSED], statuses
     assert Recipient.objects.filter(status=RecipientStatus.SUPPRESSED).count() == 2
     assert sorted(call["all_suppressed"] for call in received) == [False, True]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+", fullmatch=True))
+def test_the_fast_path_for_bare_addresses_gives_what_parsing_gives(address: str) -> None:
+    """Envelope addresses skip parseaddr(); for every bare address that is the same result."""
+    parsed = email.utils.parseaddr(address)[1]
+    assert suppression.normalize(address) == (parsed or address).strip().lower()
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    ["Ann <ANN@Example.net>", "ann@example.net", " ann@example.net ", '"Ann" <ann@EXAMPLE.net>'],
+)
+def test_the_suppression_list_and_ses_events_read_an_address_alike(spelled: str) -> None:
+    from sendwell.events.fields import address  # noqa: PLC0415
+
+    assert suppression.normalize(spelled) == address(spelled) == "ann@example.net"

@@ -7,7 +7,6 @@ mailing list (a message names its list with the ``X-Sendwell-List`` header); it 
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -15,15 +14,17 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from sendwell import signals
+from sendwell.events.fields import address as event_address
 from sendwell.models import EVERYTHING, Event, Suppression, SuppressionReason
 
 
 def normalize(address: str) -> str:
-    """The lower-cased addr-spec of ``address`` (display names and case never break matching)."""
-    if "<" not in address and " " not in address:
-        return address.lower()  # a bare addr-spec, as every envelope address is: no parsing
-    _, addr_spec = email.utils.parseaddr(address)
-    return (addr_spec or address).strip().lower()
+    """The lower-cased addr-spec of ``address`` (display names and case never break matching).
+
+    The same rule as the SES event parser's, so that an event's recipient and a sent recipient
+    match however either was spelled.
+    """
+    return event_address(address)
 
 
 def suppressed(addresses: Iterable[str], *, scope: str = EVERYTHING) -> set[str]:

@@ -20,6 +20,9 @@ from sendwell.events.types import EMPTY_TAGS, EventParseError
 # "2018-10-08T14:05:45 +0000"). Checked first because fromisoformat() also takes a bare date,
 # which SES never sends for a moment in time.
 _ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", re.ASCII)
+# A bare addr-spec of atoms (no display name, comment, quotes or spaces): what every envelope
+# address is. parseaddr() returns such an address unchanged, so it can be skipped.
+_BARE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+", re.ASCII)
 
 
 def kind(value: object) -> str:
@@ -120,5 +123,7 @@ def address(value: str) -> str:
     SES lists ``"Jane Doe <Jane@Example.com>"`` as well as bare addresses. What parseaddr()
     cannot read (it gives "") is kept as it was, lower-cased, rather than lost.
     """
+    if _BARE_ADDRESS.fullmatch(value):
+        return value.lower()
     bare = parseaddr(value)[1]
     return (bare or value).strip().lower()
