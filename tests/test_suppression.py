@@ -8,6 +8,7 @@ from the server, never from sendwell's own objects.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 from django.core.mail import EmailMessage, send_mail
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -226,3 +227,15 @@ def test_the_suppression_list_and_ses_events_read_an_address_alike(spelled: str)
     from sendwell.events.fields import address  # noqa: PLC0415
 
     assert suppression.normalize(spelled) == address(spelled) == "ann@example.net"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_queueing_signals_nothing(
+    fake_ses: FakeSES, received: list[dict[str, Any]]
+) -> None:
+    suppression.suppress("gone@example.net", reason=SuppressionReason.HARD_BOUNCE)
+    with outbox_settings(fake_ses), contextlib.suppress(RuntimeError), transaction.atomic():
+        assert send_mail("Hi", "Body", SENDER, ["gone@example.net", "here@example.net"]) == 1
+        raise RuntimeError("the request failed after queueing")
+    assert not Message.objects.exists()
+    assert received == []  # what was never queued was never suppressed

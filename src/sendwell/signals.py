@@ -11,7 +11,8 @@ Connect receivers as usual::
 The feedback loop's signals (``address_suppressed`` and the event signals) are sent inside the
 transaction that saves what they describe: a receiver that raises rolls it back, and SNS's
 notification is processed again when it is delivered again. ``recipients_suppressed`` is sent
-once a message's rows are saved, robustly: a receiver that raises is logged, and the send stands.
+once a message's rows are saved (queued ones: when the caller's transaction commits), robustly:
+a receiver that raises is logged, and the send stands.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ Both paths record with the same rules (:func:`accepted_ids`, :func:`attempt_row`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -153,7 +154,15 @@ def save_queued(queued: Sequence[Queued]) -> None:
     )
     for item in queued:
         if item.suppressed:
-            _signal_suppressed(item.message, item.suppressed, all_suppressed=not item.recipients)
+            # Once the caller's transaction commits: a rolled-back request queued nothing.
+            transaction.on_commit(
+                functools.partial(
+                    _signal_suppressed,
+                    item.message,
+                    item.suppressed,
+                    all_suppressed=not item.recipients,
+                )
+            )
 
 
 def _signal_suppressed(message: Message, addresses: Sequence[str], *, all_suppressed: bool) -> None:
