@@ -17,6 +17,8 @@ os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 
 from sendwell import aws, quota  # noqa: E402
+from tests.mailers import SES, mailer_settings, ses_options  # noqa: E402
+from testservers.fake_ses import FakeSES  # noqa: E402
 from testservers.moto_ses import LocalSESServer  # noqa: E402
 
 SENDER = "sender@example.com"
@@ -34,6 +36,20 @@ def ses(moto_server: LocalSESServer) -> LocalSESServer:
     moto_server.reset()
     moto_server.verify("example.com", SENDER)
     return moto_server
+
+
+@pytest.fixture
+def fake_ses() -> Iterator[FakeSES]:
+    """FakeSES (an SES endpoint that behaves like SES) with example.com verified."""
+    with FakeSES(verified_identities={"example.com"}) as server:
+        yield server
+
+
+@pytest.fixture
+def ses_mailer(fake_ses: FakeSES) -> Iterator[FakeSES]:
+    """FakeSES as the default mailer's SES endpoint (sendwell.backends.SESBackend)."""
+    with mailer_settings(SES, **ses_options(fake_ses)):
+        yield fake_ses
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,19 +39,10 @@ from sendwell.models import (
 )
 from sendwell.transports.base import AcceptedCall
 from tests.conftest import SENDER
-from tests.mailers import SES, mailer_settings, ses_options
+from tests.mailers import ses_options
 from testservers.fake_ses import FakeSES
 
 PAYLOADS = Path(__file__).resolve().parent / "ses_events"
-
-
-@pytest.fixture
-def fake_ses() -> Iterator[FakeSES]:
-    with (
-        FakeSES(verified_identities={"example.com"}) as server,
-        mailer_settings(SES, **ses_options(server)),
-    ):
-        yield server
 
 
 def run(*args: str) -> str:
@@ -142,7 +132,7 @@ def test_export_to_standard_output_is_csv(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_simulated_bounce_and_complaint_suppress_and_the_next_send_is_refused(
-    fake_ses: FakeSES,
+    ses_mailer: FakeSES,
 ) -> None:
     assert send_mail("Hi", "Body", SENDER, ["bounce@simulator.amazonses.com"]) == 1
     assert send_mail("Hi", "Body", SENDER, ["complaint@simulator.amazonses.com"]) == 1
@@ -160,10 +150,10 @@ def test_simulated_bounce_and_complaint_suppress_and_the_next_send_is_refused(
     }
     both = ["bounce@simulator.amazonses.com", "complaint@simulator.amazonses.com"]
     assert send_mail("Again", "Body", SENDER, both) == 0
-    assert len(fake_ses.messages) == 2
+    assert len(ses_mailer.messages) == 2
 
 
-def test_simulated_delivery_and_delay(fake_ses: FakeSES) -> None:
+def test_simulated_delivery_and_delay(ses_mailer: FakeSES) -> None:
     assert send_mail("Hi", "Body", SENDER, ["a@example.net", "b@example.net"]) == 1
     message = Message.objects.get()
     run("simulate", "delay", "--message", str(message.pk), "--recipient", "B@example.net")
@@ -178,7 +168,7 @@ def test_simulated_delivery_and_delay(fake_ses: FakeSES) -> None:
     assert not Suppression.objects.exists()
 
 
-def test_simulate_explains_what_it_cannot_do(fake_ses: FakeSES) -> None:
+def test_simulate_explains_what_it_cannot_do(ses_mailer: FakeSES) -> None:
     with pytest.raises(CommandError, match="there is no message 999"):
         run("simulate", "bounce", "--message", "999")
     assert send_mail("Hi", "Body", SENDER, ["a@example.net"]) == 1
@@ -190,7 +180,7 @@ def test_simulate_explains_what_it_cannot_do(fake_ses: FakeSES) -> None:
 # --- manage.py sendwell prune ----------------------------------------------------------------
 
 
-def test_prune_keeps_the_retention_window_and_the_suppressions(fake_ses: FakeSES) -> None:
+def test_prune_keeps_the_retention_window_and_the_suppressions(ses_mailer: FakeSES) -> None:
     assert send_mail("Hi", "Body", SENDER, ["a@example.net", "b@example.net"]) == 1
     message = Message.objects.get()
     run("simulate", "bounce", "--message", str(message.pk), "--recipient", "a@example.net")
@@ -234,7 +224,7 @@ def test_an_event_that_came_before_the_record_is_linked_when_the_send_is_recorde
 
 
 def test_the_admin_lists_events_and_edits_the_suppression_list(
-    admin_client: Client, fake_ses: FakeSES
+    admin_client: Client, ses_mailer: FakeSES
 ) -> None:
     assert send_mail("Hi", "Body", SENDER, ["gone@example.net"]) == 1
     run("simulate", "bounce", "--message", str(Message.objects.get().pk))
@@ -390,7 +380,7 @@ def test_the_admin_refuses_an_address_already_listed_in_another_case(admin_clien
 
 @pytest.mark.django_db(transaction=True)
 def test_a_message_whose_recipients_moved_on_is_still_sent_when_reclaimed(
-    fake_ses: FakeSES,
+    ses_mailer: FakeSES,
 ) -> None:
     """A worker taking over an expired claim after the last chunk finds nothing pending: the
     message is sent, even though SES's events moved its recipient past "sent"."""
@@ -403,7 +393,7 @@ def test_a_message_whose_recipients_moved_on_is_still_sent_when_reclaimed(
     message.recipients.update(status=RecipientStatus.DELIVERED)
     Message.objects.update(status="deferred", next_attempt_at=timezone.now())
     [claimed] = claim(10, "test-worker")
-    route = Route.of(SESTransport(build_options(ses_options(fake_ses), where="test")))
+    route = Route.of(SESTransport(build_options(ses_options(ses_mailer), where="test")))
     outcome = deliver(claimed, route, worker="test-worker", max_wait=1)
     assert outcome.status == "sent"
     assert Message.objects.get().status == "sent"

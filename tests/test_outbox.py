@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -52,12 +51,6 @@ FAST_RETRIES = {
     # In the calling thread: other threads' connections cannot see a test's transaction.
     "CONCURRENCY": 1,
 }
-
-
-@pytest.fixture
-def fake_ses() -> Iterator[FakeSES]:
-    with FakeSES(verified_identities={"example.com"}) as server:
-        yield server
 
 
 def outbox_settings(ses: Any, smtp: dict[str, Any] | None = None, **extra: Any) -> Any:

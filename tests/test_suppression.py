@@ -55,12 +55,6 @@ def received() -> Iterator[list[dict[str, Any]]]:
 
 
 @pytest.fixture
-def fake_ses() -> Iterator[FakeSES]:
-    with FakeSES(verified_identities={"example.com"}) as server:
-        yield server
-
-
-@pytest.fixture
 def smtp_server() -> Iterator[LocalSMTPServer]:
     with LocalSMTPServer() as server:
         yield server

@@ -27,12 +27,6 @@ UNLIMITED = {"MAX_SEND_RATE": 10_000, "MAX_24_HOUR_SEND": 10_000_000}
 BARRIER_TIMEOUT = 30.0  # only reached when the calls do not overlap: then the test fails
 
 
-@pytest.fixture
-def fake_ses() -> Iterator[FakeSES]:
-    with FakeSES(verified_identities={"example.com"}) as server:
-        yield server
-
-
 def batch(count: int, *, sender: str = SENDER, bad: dict[int, str] | None = None) -> list[Any]:
     """``count`` messages; ``bad`` maps an index to the sender it gets instead of ``sender``."""
     return [

@@ -33,7 +33,6 @@ from sendwell.models import (
     SuppressionReason,
 )
 from tests.conftest import SENDER
-from tests.mailers import SES, mailer_settings, ses_options
 from tests.sns_signing import OTHER_TOPIC, TOPIC, LocalSNSFetcher, sns_message
 from testservers.fake_ses import FakeSES
 
@@ -53,15 +52,6 @@ def feedback_settings() -> Iterator[None]:
     LocalSNSFetcher.fail_confirmations = False
     with override_settings(SENDWELL=FEEDBACK, ROOT_URLCONF="tests.webhook_urls"):
         yield
-
-
-@pytest.fixture
-def fake_ses() -> Iterator[FakeSES]:
-    with (
-        FakeSES(verified_identities={"example.com"}) as server,
-        mailer_settings(SES, **ses_options(server)),
-    ):
-        yield server
 
 
 def post(data: Any, client: Client | None = None, **headers: str) -> Any:
@@ -96,7 +86,7 @@ def about(recipient: Recipient, name: str, **changes: Any) -> dict[str, Any]:
 
 
 def test_a_permanent_bounce_is_recorded_linked_and_suppresses_the_address(
-    fake_ses: FakeSES,
+    ses_mailer: FakeSES,
 ) -> None:
     recipient = sent_to("gone@example.net")
     seen: list[Any] = []
@@ -123,10 +113,10 @@ def test_a_permanent_bounce_is_recorded_linked_and_suppresses_the_address(
     # The next send to the address is refused and recorded as suppressed.
     assert send_mail("Again", "Body", SENDER, ["Gone@Example.net"]) == 0
     assert Message.objects.filter(status="suppressed").count() == 1
-    assert len(fake_ses.messages) == 1
+    assert len(ses_mailer.messages) == 1
 
 
-def test_a_redelivery_is_processed_once(fake_ses: FakeSES) -> None:
+def test_a_redelivery_is_processed_once(ses_mailer: FakeSES) -> None:
     recipient = sent_to("gone@example.net")
     message = sns_message(about(recipient, "ep-bounce-permanent-general"))
     assert post(message).status_code == 200
@@ -135,7 +125,7 @@ def test_a_redelivery_is_processed_once(fake_ses: FakeSES) -> None:
     assert Event.objects.count() == 1
 
 
-def test_a_complaint_is_never_hidden_by_a_late_delivery(fake_ses: FakeSES) -> None:
+def test_a_complaint_is_never_hidden_by_a_late_delivery(ses_mailer: FakeSES) -> None:
     recipient = sent_to("angry@example.net")
     assert post(sns_message(about(recipient, "ep-complaint"))).status_code == 200
     assert post(sns_message(about(recipient, "ep-delivery"))).status_code == 200
@@ -145,7 +135,7 @@ def test_a_complaint_is_never_hidden_by_a_late_delivery(fake_ses: FakeSES) -> No
     assert sorted(Event.objects.values_list("type", flat=True)) == ["complaint", "delivery"]
 
 
-def test_a_delivery_moves_the_recipient_forward(fake_ses: FakeSES) -> None:
+def test_a_delivery_moves_the_recipient_forward(ses_mailer: FakeSES) -> None:
     recipient = sent_to("fine@example.net")
     assert post(sns_message(about(recipient, "notification-delivery"))).status_code == 200
     recipient.refresh_from_db()
@@ -153,7 +143,7 @@ def test_a_delivery_moves_the_recipient_forward(fake_ses: FakeSES) -> None:
     assert not Suppression.objects.exists()
 
 
-def test_transient_bounces_suppress_only_after_the_default_count(fake_ses: FakeSES) -> None:
+def test_transient_bounces_suppress_only_after_the_default_count(ses_mailer: FakeSES) -> None:
     recipient = sent_to("full@example.net")
     start = datetime.now(UTC) - timedelta(hours=5)
     for hour in range(5):
@@ -170,7 +160,7 @@ def test_transient_bounces_suppress_only_after_the_default_count(fake_ses: FakeS
 
 
 def test_an_on_account_suppression_list_bounce_is_recorded_as_suppressed_by_ses(
-    fake_ses: FakeSES,
+    ses_mailer: FakeSES,
 ) -> None:
     recipient = sent_to("listed@example.net")
     data = about(recipient, "ep-bounce-on-account-suppression-list")
@@ -178,7 +168,7 @@ def test_an_on_account_suppression_list_bounce_is_recorded_as_suppressed_by_ses(
     assert Suppression.objects.get(address="listed@example.net").reason == SuppressionReason.SES
 
 
-def test_an_event_for_an_unknown_message_is_kept_unlinked(fake_ses: FakeSES) -> None:
+def test_an_event_for_an_unknown_message_is_kept_unlinked(ses_mailer: FakeSES) -> None:
     assert post(sns_message(payload("ep-delivery"))).status_code == 200
     event = Event.objects.get()
     assert event.message is None
@@ -188,7 +178,7 @@ def test_an_event_for_an_unknown_message_is_kept_unlinked(fake_ses: FakeSES) -> 
 # --- what is refused -------------------------------------------------------------------------
 
 
-def test_a_tampered_message_is_refused_and_changes_nothing(fake_ses: FakeSES) -> None:
+def test_a_tampered_message_is_refused_and_changes_nothing(ses_mailer: FakeSES) -> None:
     recipient = sent_to("gone@example.net")
     message = sns_message(about(recipient, "ep-bounce-permanent-general"))
     message["Message"] = message["Message"].replace("Permanent", "Transient")
@@ -288,7 +278,7 @@ def test_basic_auth_is_asked_for_and_checked() -> None:
         assert post(message, Authorization=right).status_code == 200
 
 
-def test_a_receiver_that_raises_gets_the_notification_delivered_again(fake_ses: FakeSES) -> None:
+def test_a_receiver_that_raises_gets_the_notification_delivered_again(ses_mailer: FakeSES) -> None:
     recipient = sent_to("gone@example.net")
     message = sns_message(about(recipient, "ep-bounce-permanent-general"))
 
